@@ -1,0 +1,214 @@
+"""Command line: turns flags into a Config, calls the engine, renders, picks the exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import textwrap
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gradlint import __version__
+from gradlint.config import Config, ConfigError, find_config_file, load_config
+from gradlint.discovery import DiscoveryError, discover
+from gradlint.engine import lint_paths, lint_source
+from gradlint.findings import FileResult, Severity
+from gradlint.output import RENDERERS
+from gradlint.registry import all_rules, find_rule, selected_rules
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class _DefaultGroup(click.Group):
+    """`gradlint src/` means `gradlint check src/`; subcommands win over folder names."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="gradlint", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Find gradient-flow bugs in PyTorch code.
+
+    `gradlint [PATHS]...` lints files and folders (the same as `gradlint check`);
+    run `gradlint check --help` for its options. To lint a folder named like a
+    command, write `gradlint check rules` or `gradlint ./rules`.
+    """
+
+
+def _split(values: Sequence[str]) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--select", multiple=True, metavar="CODES", help="Rules to enable: codes, prefixes (GL1) or names; comma-separated.")
+@click.option("--ignore", multiple=True, metavar="CODES", help="Rules to disable, like --select.")
+@click.option("--extend-select", multiple=True, metavar="CODES", help="Rules to enable on top of the selection.")
+@click.option("--format", "output_format", type=click.Choice(sorted(RENDERERS)), default="concise", show_default=True, help="Output format.")
+@click.option("-o", "--output-file", type=click.Path(path_type=Path, dir_okay=False), help="Write the report to this file instead of standard output.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), help="Read settings from this pyproject.toml instead of searching for one.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
+@click.option("--fail-on", type=click.Choice([s.value for s in Severity]), default="info", show_default=True, help="Lowest severity that makes the exit code 1.")
+@click.option("--statistics", is_flag=True, help="Show how many findings each rule produced instead of the findings.")
+@click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
+@click.option("--stdin-filename", metavar="NAME", help="Lint source read from standard input, reported as NAME.")
+def check(
+    paths: tuple[Path, ...],
+    select: tuple[str, ...],
+    ignore: tuple[str, ...],
+    extend_select: tuple[str, ...],
+    output_format: str,
+    output_file: Path | None,
+    config_path: Path | None,
+    exit_zero: bool,
+    fail_on: str,
+    statistics: bool,
+    quiet: bool,
+    stdin_filename: str | None,
+) -> None:
+    """Lint PyTorch source files and folders (default: the current folder)."""
+    from_stdin = stdin_filename is not None or paths == (Path("-"),)
+    try:
+        config = _resolve_config(config_path, paths, stdin_filename)
+        config = config.with_cli(
+            select=_split(select),
+            ignore=(*config.ignore, *(_split(ignore) or ())) if ignore else None,
+            extend_select=(*config.extend_select, *(_split(extend_select) or ())) if extend_select else None,
+        )
+        rules = selected_rules(config)
+        if from_stdin:
+            name = stdin_filename or "-"
+            results = [lint_source(sys.stdin.buffer.read(), name, config, rules)]
+        else:
+            files = discover(list(paths) or [Path(".")], config)
+            results = list(lint_paths(files, config, rules))
+    except (ConfigError, DiscoveryError) as exc:
+        _fail(str(exc))
+    report = RENDERERS[output_format](results, rules)
+    human = output_format in ("concise", "full")
+    if statistics and human:
+        report = _statistics(results)
+    if human and not quiet:
+        report += _summary(results)
+    _write(report, output_file)
+    threshold = Severity(fail_on).rank
+    failing = any(f.severity.rank >= threshold for r in results for f in r.findings)
+    sys.exit(EXIT_FINDINGS if failing and not exit_zero else EXIT_CLEAN)
+
+
+def _resolve_config(explicit: Path | None, paths: Sequence[Path], stdin_name: str | None) -> Config:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"{explicit}: configuration file not found")
+        return load_config(explicit)
+    start = Path(stdin_name).parent if stdin_name else (paths[0] if paths and paths[0] != Path("-") else Path("."))
+    if not start.exists():
+        start = Path(".")
+    return load_config(find_config_file(start))
+
+
+def _statistics(results: Sequence[FileResult]) -> str:
+    counts = Counter((f.code, f.name) for r in results for f in r.findings)
+    rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return "".join(f"{count:>5}  {code}  {name}\n" for (code, name), count in rows)
+
+
+def _summary(results: Sequence[FileResult]) -> str:
+    total = sum(len(r.findings) for r in results)
+    if total == 0:
+        return f"All checks passed! ({len(results)} file{'s' * (len(results) != 1)} checked)\n"
+    files = sum(1 for r in results if r.findings)
+    noun = "finding" if total == 1 else "findings"
+    return f"Found {total} {noun} in {files} file{'s' * (files != 1)} ({len(results)} checked).\n"
+
+
+def _write(report: str, target: Path | None) -> None:
+    if target is None:
+        click.echo(report, nl=False)
+        return
+    try:  # write beside the target and rename, so a failed run never leaves half a report
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(report)
+        os.replace(temp, target)
+    except OSError as exc:
+        _fail(f"{target}: cannot write report: {exc.strerror or exc}")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"gradlint: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+@cli.command("rules")
+@click.option("--all", "show_all", is_flag=True, help="Include rules that are off by default (always shown; kept for scripts).")
+def rules_command(show_all: bool) -> None:
+    """List every rule: code, name, severity, and what it finds."""
+    rules = all_rules()
+    width = max(len(rule.name()) for rule in rules)
+    for rule in rules:
+        state = "" if rule.DEFAULT_ENABLED else " (off by default)"
+        click.echo(f"{rule.CODE}  {rule.name():<{width}}  {rule.SEVERITY.value:<7}  {rule.summary()}{state}")
+
+
+@cli.command()
+@click.argument("code")
+def explain(code: str) -> None:
+    """Print the full documentation of one rule (by code or name)."""
+    rule = find_rule(code)
+    if rule is None:
+        _fail(f"unknown rule '{code}'; `gradlint rules` lists them")
+        return
+    click.echo(explain_text(rule))
+
+
+def explain_text(rule: Any) -> str:
+    """The rule's page: header, docstring, example and fix (from its own test cases)."""
+    parts = [f"# {rule.CODE} {rule.name()}", "", f"Severity: {rule.SEVERITY.value}"
+             + ("" if rule.DEFAULT_ENABLED else " (off by default)"), ""]
+    parts.append(textwrap.dedent(rule.__doc__ or "").strip())
+    if rule.INVALID:
+        parts += ["", "## Example", "", "```python", rule.INVALID[0].source.rstrip(), "```"]
+    if rule.VALID:
+        parts += ["", "## Use instead", "", "```python", rule.VALID[0].source.rstrip(), "```"]
+    if rule.OPTIONS:
+        parts += ["", "## Options", "", f"Under `[tool.gradlint.rules.{rule.name()}]`:", ""]
+        parts += [f"- `{key}` (default `{value!r}`)" for key, value in rule.OPTIONS.items()]
+    return "\n".join(parts) + "\n"
+
+
+def _register_optional_commands() -> None:
+    try:  # the probe package imports torch lazily, so this import is cheap and safe
+        from gradlint.probe.cli import gradcheck_command, probe_command
+    except ImportError:
+        return
+    cli.add_command(probe_command)
+    cli.add_command(gradcheck_command)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="gradlint")
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        click.echo("gradlint: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the process boundary: never show a traceback to the user
+        click.echo(f"gradlint: internal error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(EXIT_ERROR)

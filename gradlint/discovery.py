@@ -1,0 +1,62 @@
+"""Paths on the command line -> the sorted list of Python files to lint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from gradlint.config import Config
+from gradlint.suppression import path_matches
+
+SUFFIXES = (".py", ".pyi")
+
+
+class DiscoveryError(Exception):
+    """A path on the command line that does not exist."""
+
+
+def relative_to_root(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def is_excluded(path: Path, config: Config) -> bool:
+    relative = relative_to_root(path, config.root)
+    patterns = (*config.exclude, *config.extend_exclude)
+    return any(path_matches(relative, pattern) for pattern in patterns)
+
+
+def _is_virtualenv(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, "pyvenv.cfg"))
+
+
+def discover(paths: Sequence[Path], config: Config) -> list[Path]:
+    """Files named explicitly are always linted; folders are walked with the excludes applied."""
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            found.update(_walk(path, config))
+        elif path.is_file() or path.is_symlink():
+            found.add(path)
+        else:
+            raise DiscoveryError(f"{path}: no such file or directory")
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def _walk(top: Path, config: Config) -> Iterable[Path]:
+    for folder, dirs, files in os.walk(top):
+        kept = []
+        for name in sorted(dirs):
+            full = os.path.join(folder, name)
+            if is_excluded(Path(full), config) or _is_virtualenv(full):
+                continue
+            kept.append(name)
+        dirs[:] = kept
+        for name in sorted(files):
+            if name.endswith(SUFFIXES):
+                path = Path(folder, name)
+                if not is_excluded(path, config):
+                    yield path

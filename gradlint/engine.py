@@ -1,0 +1,190 @@
+"""Parse once, build the per-file index once, run every selected rule in one traversal."""
+
+from __future__ import annotations
+
+import io
+import tokenize
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import libcst as cst
+
+from gradlint.config import Config
+from gradlint.discovery import relative_to_root
+from gradlint.findings import FileResult, Finding, Severity
+from gradlint.registry import ENGINE_CODES, is_selected, options_for, selected_rules, severity_for
+from gradlint.rule import Rule, RuleContext
+from gradlint.semantics.index import TorchIndex
+from gradlint.suppression import has_skip_file, ignored_by_path, is_suppressed, noqa_lines
+
+Handler = Callable[[cst.CSTNode], object]
+
+
+def lint_paths(
+    paths: Sequence[Path], config: Config, rules: Sequence[type[Rule]] | None = None
+) -> Iterator[FileResult]:
+    """Lint each file, in the order given; unreadable files become GL001 findings."""
+    chosen = list(selected_rules(config)) if rules is None else list(rules)
+    for path in paths:
+        display = path.as_posix()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            yield _unreadable(display, f"cannot read file: {exc.strerror or exc}", config)
+            continue
+        yield lint_source(data, display, config, chosen)
+
+
+def lint_source(
+    source: str | bytes,
+    path: str,
+    config: Config | None = None,
+    rules: Sequence[type[Rule]] | None = None,
+) -> FileResult:
+    """Lint one file's source; never raises for bad input or a failing rule."""
+    config = config or Config()
+    chosen = list(selected_rules(config)) if rules is None else list(rules)
+    try:
+        text = _decode(source)
+    except (UnicodeDecodeError, SyntaxError, LookupError) as exc:
+        return _unreadable(path, f"file is not valid text in its declared encoding: {exc}", config)
+    if has_skip_file(text):
+        return FileResult(path=path, skipped="gradlint: skip-file")
+    try:
+        module = cst.parse_module(text)
+    except cst.ParserSyntaxError as exc:
+        message = f"syntax error: {exc.message}"
+        return _unreadable(path, message, config, exc.raw_line, exc.raw_column + 1)
+    except RecursionError:
+        return _unreadable(path, "file is nested too deeply to parse", config)
+    findings = _run_rules(module, path, config, chosen)
+    return _finish(path, text, findings, config)
+
+
+def _decode(source: str | bytes) -> str:
+    if isinstance(source, str):
+        return source
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)
+    text = source.decode(encoding)
+    if "\x00" in text:
+        raise SyntaxError("source contains a NUL byte")
+    return text.removeprefix("\ufeff")
+
+
+def _run_rules(
+    module: cst.Module, path: str, config: Config, rules: Sequence[type[Rule]]
+) -> list[Finding]:
+    wrapper = cst.MetadataWrapper(module, unsafe_skip_copy=True)
+    index = TorchIndex(module)
+    instances = [
+        rule(
+            RuleContext(
+                path=path,
+                module=module,
+                wrapper=wrapper,
+                index=index,
+                options=options_for(rule, config),
+                severity=severity_for(rule, config),
+            )
+        )
+        for rule in rules
+    ]
+    dispatcher = _Dispatcher(instances, path)
+    try:
+        module.visit(dispatcher)
+    except RecursionError:
+        return [_engine_finding(path, "GL001", "file is nested too deeply to analyse")]
+    findings = [finding for rule in instances if rule not in dispatcher.crashed for finding in rule.findings]
+    return findings + dispatcher.crash_findings
+
+
+class _Dispatcher(cst.CSTVisitor):
+    """Calls every rule's visit_<Node>/leave_<Node> during one walk of the tree."""
+
+    def __init__(self, rules: Sequence[Rule], path: str) -> None:
+        self.path = path
+        self.rules = list(rules)
+        self.crashed: set[Rule] = set()
+        self.crash_findings: list[Finding] = []
+        self._build_tables()
+
+    def _build_tables(self) -> None:
+        self.visits: dict[str, list[tuple[Rule, Handler]]] = {}
+        self.leaves: dict[str, list[tuple[Rule, Handler]]] = {}
+        for rule in self.rules:
+            if rule in self.crashed:
+                continue
+            for attr in _handler_names(type(rule)):
+                table = self.visits if attr.startswith("visit_") else self.leaves
+                table.setdefault(attr.split("_", 1)[1], []).append((rule, getattr(rule, attr)))
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        for rule, handler in self.visits.get(type(node).__name__, ()):
+            self._call(rule, handler, node)
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        for rule, handler in self.leaves.get(type(original_node).__name__, ()):
+            self._call(rule, handler, original_node)
+
+    def _call(self, rule: Rule, handler: Handler, node: cst.CSTNode) -> None:
+        if rule in self.crashed:
+            return
+        try:
+            handler(node)
+        except RecursionError:
+            self._crash(rule, "the file is nested too deeply for this rule")
+        except Exception as exc:  # the per-rule boundary: one broken rule must not stop the rest
+            last = traceback.extract_tb(exc.__traceback__)[-1]
+            where = f"{Path(last.filename).name}:{last.lineno}"
+            self._crash(rule, f"{type(exc).__name__}: {exc} (at {where})")
+
+    def _crash(self, rule: Rule, reason: str) -> None:
+        self.crashed.add(rule)
+        message = (
+            f"internal error in rule {rule.CODE} ({rule.name()}); it was skipped for this file: "
+            f"{reason}. Please report this at the gradlint issue tracker"
+        )
+        self.crash_findings.append(_engine_finding(self.path, "GL000", message))
+        self._build_tables()
+
+
+_HANDLERS: dict[type[Rule], tuple[str, ...]] = {}
+
+
+def _handler_names(rule: type[Rule]) -> tuple[str, ...]:
+    names = _HANDLERS.get(rule)
+    if names is None:
+        names = tuple(
+            attr for attr in dir(rule)
+            if attr.startswith(("visit_", "leave_")) and callable(getattr(rule, attr))
+        )
+        _HANDLERS[rule] = names
+    return names
+
+
+def _engine_finding(path: str, code: str, message: str, line: int = 1, column: int = 1) -> Finding:
+    return Finding(
+        path=path, line=line, column=column, end_line=line, end_column=column,
+        code=code, name=ENGINE_CODES[code], severity=Severity.ERROR, message=message,
+    )
+
+
+def _unreadable(path: str, message: str, config: Config, line: int = 1, column: int = 1) -> FileResult:
+    if not is_selected("GL001", ENGINE_CODES["GL001"], config):
+        return FileResult(path=path)
+    return FileResult(path=path, findings=(_engine_finding(path, "GL001", message, line, column),))
+
+
+def _finish(path: str, text: str, findings: list[Finding], config: Config) -> FileResult:
+    if findings:
+        noqa = noqa_lines(text)
+        relative = relative_to_root(Path(path), config.root)
+        findings = [
+            f for f in findings
+            if not is_suppressed(f, noqa) and not ignored_by_path(f, relative, config.per_file_ignores)
+        ]
+    findings.sort(key=lambda f: f.sort_key)
+    lines = tuple(text.splitlines()) if findings else ()
+    return FileResult(path=path, findings=tuple(findings), source_lines=lines)

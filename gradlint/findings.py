@@ -1,0 +1,49 @@
+"""Value types that flow from the engine to the renderers: data only, no printing."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Severity(str, enum.Enum):
+    """How sure a rule is that gradients or parameters are lost."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reported problem. Lines and columns are 1-based; `end_column` is exclusive."""
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    code: str
+    name: str
+    severity: Severity
+    message: str
+    hint: str | None = None
+    fix: None = None  # autofix does not exist yet; kept so JSON output has a stable shape
+
+    @property
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.path, self.line, self.column, self.code)
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Everything linting one file produced."""
+
+    path: str
+    findings: tuple[Finding, ...] = ()
+    skipped: str | None = None  # reason the file was not linted at all (skip-file comment)
+    source_lines: tuple[str, ...] = field(default=(), repr=False, compare=False)

@@ -1,0 +1,21 @@
+"""One pure renderer per output format: results in, text out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from gradlint.findings import FileResult
+from gradlint.output import concise, full, github, json_format, sarif
+from gradlint.rule import Rule
+
+Renderer = Callable[[Sequence[FileResult], Sequence[type[Rule]]], str]
+
+RENDERERS: dict[str, Renderer] = {
+    "concise": concise.render,
+    "full": full.render,
+    "json": json_format.render,
+    "github": github.render,
+    "sarif": sarif.render,
+}
+
+__all__ = ["RENDERERS", "Renderer"]

@@ -1,0 +1,36 @@
+"""GitHub Actions workflow commands: one `::warning ...::message` annotation per finding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gradlint.findings import FileResult, Severity
+from gradlint.rule import Rule
+
+_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render(results: Sequence[FileResult], rules: Sequence[type[Rule]]) -> str:
+    out = []
+    for result in results:
+        for f in result.findings:
+            properties = ",".join(
+                [
+                    f"file={_escape_property(f.path)}",
+                    f"line={f.line}",
+                    f"col={f.column}",
+                    f"endLine={f.end_line}",
+                    f"endColumn={f.end_column}",
+                    f"title={_escape_property(f'{f.code} {f.name}')}",
+                ]
+            )
+            out.append(f"::{_LEVEL[f.severity]} {properties}::{_escape_data(f.message)}\n")
+    return "".join(out)

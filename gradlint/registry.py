@@ -1,0 +1,173 @@
+"""Find every Rule in gradlint.rules, check the declarations, and pick the selected ones."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from gradlint.config import Config, ConfigError, did_you_mean, type_name
+from gradlint.findings import Severity
+from gradlint.rule import Rule
+
+CODE_PATTERN = re.compile(r"^GL\d{3}$")
+
+# Codes the engine and the runtime probe emit; selectable like rules, but not Rule classes.
+ENGINE_CODES: Mapping[str, str] = {
+    "GL000": "internal-error",
+    "GL001": "unreadable-file",
+}
+PROBE_CODES: Mapping[str, str] = {
+    "GL201": "vanishing-gradient",
+    "GL202": "exploding-gradient",
+    "GL203": "dead-relu",
+    "GL204": "saturated-activation",
+    "GL205": "non-finite",
+    "GL206": "disconnected-parameter",
+    "GL207": "symmetric-neurons",
+}
+
+
+class SelectionError(ConfigError):
+    """A selector (code, prefix or name) that matches nothing."""
+
+
+@lru_cache(maxsize=1)
+def all_rules() -> tuple[type[Rule], ...]:
+    """Every built-in rule class, sorted by code."""
+    import gradlint.rules as package
+
+    found: list[type[Rule]] = []
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Rule) and value is not Rule:
+                if value.__module__ == module.__name__:
+                    found.append(value)
+    _check_declarations(found)
+    return tuple(sorted(found, key=lambda rule: rule.CODE))
+
+
+def _check_declarations(rules: Sequence[type[Rule]]) -> None:
+    seen: dict[str, str] = {}
+    for rule in rules:
+        if not CODE_PATTERN.match(getattr(rule, "CODE", "")):
+            raise TypeError(f"{rule.__name__}: CODE must look like GL123")
+        for key in (rule.CODE, rule.name()):
+            if key in seen or key in ENGINE_CODES or key in PROBE_CODES:
+                raise TypeError(f"{rule.__name__}: {key} is already used by {seen.get(key, 'gradlint')}")
+            seen[key] = rule.__name__
+
+
+def known_codes() -> dict[str, str]:
+    """code -> kebab name for every code gradlint can emit."""
+    codes = dict(ENGINE_CODES)
+    codes.update({rule.CODE: rule.name() for rule in all_rules()})
+    codes.update(PROBE_CODES)
+    return codes
+
+
+def find_rule(code_or_name: str) -> type[Rule] | None:
+    wanted = code_or_name.strip()
+    for rule in all_rules():
+        if wanted.upper() == rule.CODE or wanted.lower() == rule.name():
+            return rule
+    return None
+
+
+def _match_length(selector: str, code: str, name: str) -> int:
+    """How specific a match `selector` is for this code; 0 when it does not match."""
+    if selector.upper() == "ALL":
+        return 1
+    if selector.lower() == name:
+        return 100
+    if code.startswith(selector.upper()):
+        return 1 + len(selector)
+    return 0
+
+
+def validate_selectors(selectors: Iterable[str], where: str) -> None:
+    codes = known_codes()
+    for selector in selectors:
+        if selector.upper() == "ALL" or selector.lower() in codes.values():
+            continue
+        if re.match(r"^GL\d{0,3}$", selector.upper()) and any(
+            code.startswith(selector.upper()) for code in codes
+        ):
+            continue
+        hint = did_you_mean(selector, [*codes, *codes.values()])
+        raise SelectionError(f"{where}: unknown rule selector '{selector}'{hint}")
+
+
+def is_selected(code: str, name: str, config: Config, default_enabled: bool = True) -> bool:
+    """ruff's semantics: the most specific matching selector wins; ties go to ignore."""
+    chosen = config.select if config.select is not None else None
+    pick = 0
+    for selector in (*(chosen or ()), *config.extend_select):
+        length = _match_length(selector, code, name)
+        # prefixes and ALL never switch on a rule that is off by default; its code or name does
+        if length and (default_enabled or length >= 1 + len(code)):
+            pick = max(pick, length)
+    if chosen is None and default_enabled:
+        pick = max(pick, 1)
+    drop = max((_match_length(s, code, name) for s in config.ignore), default=0)
+    return pick > drop
+
+
+def selected_rules(config: Config) -> list[type[Rule]]:
+    where = str(config.source) if config.source else "command line"
+    validate_selectors((*(config.select or ()), *config.extend_select, *config.ignore), where)
+    for _, codes in config.per_file_ignores:
+        validate_selectors(codes, where)
+    for key in config.severity:
+        validate_selectors([key], f"{where}: 'severity'")
+    _check_rule_options(config.rule_options, where)
+    return [
+        rule for rule in all_rules()
+        if is_selected(rule.CODE, rule.name(), config, rule.DEFAULT_ENABLED)
+    ]
+
+
+def _check_rule_options(options: Mapping[str, Mapping[str, Any]], where: str) -> None:
+    for key, values in options.items():
+        rule = find_rule(key)
+        if rule is None:
+            hint = did_you_mean(key, [*(r.CODE for r in all_rules()), *(r.name() for r in all_rules())])
+            raise ConfigError(f"{where}: [tool.gradlint.rules.{key}] names no rule{hint}")
+        for option, value in values.items():
+            if option not in rule.OPTIONS:
+                allowed = ", ".join(rule.OPTIONS) or "none"
+                hint = did_you_mean(option, rule.OPTIONS)
+                raise ConfigError(
+                    f"{where}: [tool.gradlint.rules.{key}] unknown option '{option}'{hint}"
+                    f" (options: {allowed})"
+                )
+            default = rule.OPTIONS[option]
+            if type(value) is not type(default) and not (
+                isinstance(default, float) and type(value) is int
+            ):
+                raise ConfigError(
+                    f"{where}: [tool.gradlint.rules.{key}] '{option}' must be"
+                    f" {type_name(default)}, got {type_name(value)}"
+                )
+            if isinstance(default, (int, float)) and not isinstance(default, bool) and value < 0:
+                raise ConfigError(f"{where}: [tool.gradlint.rules.{key}] '{option}' must be >= 0")
+
+
+def options_for(rule: type[Rule], config: Config) -> dict[str, Any]:
+    merged = dict(rule.OPTIONS)
+    for key in (rule.CODE, rule.name()):
+        merged.update(config.rule_options.get(key, {}))
+    return merged
+
+
+def severity_for(rule: type[Rule], config: Config) -> Severity:
+    for key in (rule.name(), rule.CODE):
+        if key in config.severity:
+            return config.severity[key]
+    return rule.SEVERITY

@@ -1,0 +1,128 @@
+"""The Rule base class and the Valid / Invalid test-case declarations."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import libcst as cst
+from libcst.metadata import CodeRange, PositionProvider
+
+from gradlint.findings import Finding, Severity
+
+if TYPE_CHECKING:
+    from gradlint.semantics.index import TorchIndex
+
+
+@dataclass(frozen=True)
+class Valid:
+    """Source that the rule must stay quiet on."""
+
+    code: str
+
+    @property
+    def source(self) -> str:
+        return _dedent(self.code)
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Source that the rule must report, at `line` (1-based, after dedent)."""
+
+    code: str
+    line: int | None = None
+    message: str | None = None  # a substring the message must contain
+
+    @property
+    def source(self) -> str:
+        return _dedent(self.code)
+
+
+def _dedent(code: str) -> str:
+    return textwrap.dedent(code).lstrip("\n")
+
+
+def kebab_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What a rule instance may look at for the one file it checks."""
+
+    path: str
+    module: cst.Module
+    wrapper: cst.MetadataWrapper
+    index: TorchIndex
+    options: dict[str, Any]
+    severity: Severity
+
+
+class Rule:
+    """
+    Base class of every gradlint rule.
+
+    A rule is a libcst-style visitor: define `visit_<Node>` / `leave_<Node>` methods and the
+    engine calls them during its single traversal of each file, one rule instance per file.
+    Call `self.report(node, **fields)` to emit a finding; `fields` fill `MESSAGE`.
+    """
+
+    CODE: ClassVar[str]
+    SEVERITY: ClassVar[Severity]
+    MESSAGE: ClassVar[str]
+    HINT: ClassVar[str | None] = None
+    DEFAULT_ENABLED: ClassVar[bool] = True
+    OPTIONS: ClassVar[dict[str, Any]] = {}
+    VALID: ClassVar[list[Valid]] = []
+    INVALID: ClassVar[list[Invalid]] = []
+
+    def __init__(self, context: RuleContext) -> None:
+        self.context = context
+        self.findings: list[Finding] = []
+
+    # -- declarations -------------------------------------------------------------------
+
+    @classmethod
+    def name(cls) -> str:
+        return kebab_case(cls.__name__)
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first sentence of 'What it does', for `gradlint rules`."""
+        doc = textwrap.dedent(cls.__doc__ or "")
+        match = re.search(r"## What it does\s*\n(.+?)(?:\n\s*\n|\n##|$)", doc, re.S)
+        text = " ".join((match.group(1) if match else doc).split())
+        return text.split(". ")[0].rstrip(".") + "."
+
+    # -- what a rule uses while visiting ------------------------------------------------
+
+    @property
+    def index(self) -> TorchIndex:
+        return self.context.index
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.context.options
+
+    def position(self, node: cst.CSTNode) -> CodeRange:
+        return self.context.wrapper.resolve(PositionProvider)[node]
+
+    def report(self, node: cst.CSTNode, *, message: str | None = None, **fields: Any) -> None:
+        where = self.position(node)
+        text = message if message is not None else self.MESSAGE.format(**fields)
+        self.findings.append(
+            Finding(
+                path=self.context.path,
+                line=where.start.line,
+                column=where.start.column + 1,
+                end_line=where.end.line,
+                end_column=where.end.column + 1,
+                code=self.CODE,
+                name=self.name(),
+                severity=self.context.severity,
+                message=text,
+                hint=self.HINT,
+            )
+        )

@@ -1,0 +1,1 @@
+"""Shared PyTorch knowledge: names, layers, data paths through forward(), training loops."""

@@ -1,0 +1,123 @@
+"""Import-alias resolution: which qualified name does a spelling in this file refer to?
+
+Computed once per file from its import statements. This is all PyTorch code needs: torch names
+reach a file through imports, so `nn.Linear`, `tnn.Linear` and a bare `Linear` resolve to
+`torch.nn.Linear` when the imports say so, and an unrelated `Linear` stays unresolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import libcst as cst
+
+# Deprecated or internal spellings that mean the same thing as a public name.
+_CANONICAL_PREFIXES = {
+    "pytorch_lightning": "lightning.pytorch",
+    "lightning.LightningModule": "lightning.pytorch.LightningModule",
+    "torch.nn.modules.activation": "torch.nn",
+    "torch.nn.modules.linear": "torch.nn",
+    "torch.nn.modules.conv": "torch.nn",
+    "torch.nn.modules.batchnorm": "torch.nn",
+    "torch.nn.modules.normalization": "torch.nn",
+    "torch.nn.modules.rnn": "torch.nn",
+    "torch.nn.modules.container": "torch.nn",
+    "torch.nn.modules.module": "torch.nn",
+    "torch.nn.modules.sparse": "torch.nn",
+    "torch.nn.modules": "torch.nn",
+}
+
+
+def canonical(name: str) -> str:
+    for prefix, replacement in _CANONICAL_PREFIXES.items():
+        if name == prefix or name.startswith(prefix + "."):
+            return replacement + name[len(prefix) :]
+    return name
+
+
+def dotted_name(node: cst.BaseExpression) -> str | None:
+    """`a.b.c` as text, or None when the expression is not a plain dotted name."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        head = dotted_name(node.value)
+        return None if head is None else f"{head}.{node.attr.value}"
+    return None
+
+
+def _module_text(node: cst.BaseExpression | None) -> str:
+    return dotted_name(node) or "" if node is not None else ""
+
+
+class ImportMap:
+    """Local name -> qualified name, from every import statement in the file."""
+
+    def __init__(self, module: cst.Module) -> None:
+        self.aliases: dict[str, str] = {}
+        self._collect(module.body)
+
+    def _collect(self, statements: Sequence[cst.CSTNode]) -> None:
+        for statement in statements:
+            if isinstance(statement, cst.SimpleStatementLine):
+                self._collect(statement.body)
+            elif isinstance(statement, cst.Import):
+                self._add_import(statement)
+            elif isinstance(statement, cst.ImportFrom):
+                self._add_import_from(statement)
+            elif isinstance(statement, cst.BaseCompoundStatement):
+                # if/try/with/def/class bodies: scripts import inside main() and try blocks
+                for block in child_blocks(statement):
+                    self._collect(block)
+
+    def _add_import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            full = _module_text(alias.name)
+            if alias.asname is not None:
+                local = _module_text(alias.asname.name)  # type: ignore[arg-type]
+                self.aliases[local] = full
+            else:
+                head = full.split(".")[0]
+                self.aliases.setdefault(head, head)
+
+    def _add_import_from(self, node: cst.ImportFrom) -> None:
+        if isinstance(node.names, cst.ImportStar):
+            return  # star imports: names unknowable, stay quiet
+        base = "." * len(node.relative) + _module_text(node.module)
+        for alias in node.names:
+            imported = _module_text(alias.name)
+            local = (
+                _module_text(alias.asname.name)  # type: ignore[arg-type]
+                if alias.asname is not None
+                else imported
+            )
+            joined = f"{base}.{imported}" if not base.endswith(".") else base + imported
+            self.aliases[local] = joined
+
+    def resolve(self, node: cst.BaseExpression) -> str | None:
+        """The qualified name `node` refers to, or None when it is not an imported name."""
+        text = dotted_name(node)
+        if text is None:
+            return None
+        head, _, rest = text.partition(".")
+        target = self.aliases.get(head)
+        if target is None:
+            return None
+        return canonical(f"{target}.{rest}" if rest else target)
+
+
+def child_blocks(statement: cst.CSTNode) -> Iterator[Sequence[cst.CSTNode]]:
+    """The statement lists directly inside a compound statement (elif/else/except included)."""
+    parts: list[object] = [getattr(statement, "body", None)]
+    parts += [getattr(statement, "orelse", None), getattr(statement, "finalbody", None)]
+    parts += [handler for handler in getattr(statement, "handlers", ())]
+    for part in parts:
+        if part is None:
+            continue
+        if isinstance(part, cst.If):  # an elif chain is a nested If
+            yield [part]
+            continue
+        block = getattr(part, "body", part)
+        if isinstance(block, (cst.IndentedBlock, cst.SimpleStatementSuite)):
+            yield block.body
+        elif isinstance(block, (list, tuple)):
+            yield block

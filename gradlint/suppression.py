@@ -1,0 +1,82 @@
+"""`# noqa` comments, `# gradlint: skip-file` and per-file-ignores, applied after the rules."""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import re
+import tokenize
+from collections.abc import Iterable, Sequence
+from pathlib import PurePath
+
+from gradlint.findings import Finding
+
+_NOQA = re.compile(
+    r"#\s*noqa(?::[\s]?(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.IGNORECASE
+)
+_SKIP_FILE = re.compile(r"#\s*gradlint\s*:\s*skip-file\b", re.IGNORECASE)
+ALL = frozenset({"*"})
+
+
+def _comments(source: str) -> Iterable[tuple[int, str]]:
+    """(line, text) of every comment; falls back to a line scan if tokenizing fails."""
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.COMMENT:
+                yield token.start[0], token.string
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        for number, line in enumerate(source.splitlines(), start=1):
+            if "#" in line:
+                yield number, line[line.index("#") :]
+
+
+def has_skip_file(source: str) -> bool:
+    if "skip-file" not in source:
+        return False  # fast path: most files have no such comment
+    return any(_SKIP_FILE.search(text) for _, text in _comments(source))
+
+
+def noqa_lines(source: str) -> dict[int, frozenset[str]]:
+    """line -> codes suppressed there (`ALL` for a bare `# noqa`)."""
+    if "noqa" not in source.lower():
+        return {}
+    result: dict[int, frozenset[str]] = {}
+    for line, text in _comments(source):
+        match = _NOQA.search(text)
+        if match is None:
+            continue
+        codes = match.group("codes")
+        if codes is None:
+            result[line] = ALL
+        else:
+            result[line] = frozenset(c.upper() for c in re.split(r"[,\s]+", codes) if c)
+    return result
+
+
+def is_suppressed(finding: Finding, noqa: dict[int, frozenset[str]]) -> bool:
+    codes = noqa.get(finding.line)
+    if codes is None:
+        return False
+    return codes is ALL or any(finding.code.startswith(code) for code in codes)
+
+
+def path_matches(relative: str, pattern: str) -> bool:
+    """gitignore-like matching: a pattern without '/' matches the last path component."""
+    if "/" not in pattern.rstrip("/"):
+        return fnmatch.fnmatchcase(PurePath(relative).name, pattern.rstrip("/"))
+    pattern = pattern.removeprefix("./")
+    return fnmatch.fnmatchcase(relative, pattern) or fnmatch.fnmatchcase(
+        relative, pattern.rstrip("/") + "/*"
+    )
+
+
+def ignored_by_path(
+    finding: Finding, relative: str, per_file_ignores: Sequence[tuple[str, tuple[str, ...]]]
+) -> bool:
+    for pattern, selectors in per_file_ignores:
+        if path_matches(relative, pattern) and any(
+            finding.code.startswith(s.upper()) or s.upper() == "ALL" or s.lower() == finding.name
+            for s in selectors
+        ):
+            return True
+    return False

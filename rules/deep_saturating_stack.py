@@ -1,0 +1,251 @@
+from __future__ import annotations
+
+import libcst as cst
+
+from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.semantics import forward_paths, layers, tables
+
+
+class DeepSaturatingStack(Rule):
+    """
+    ## What it does
+    Flags four or more sigmoid/tanh-like activations stacked on one data path with no
+    normalization layer or residual connection in between: in `nn.Sequential(...)`, in layer
+    lists built by a `for _ in range(N)` loop, and in `forward()`.
+
+    ## Why is this bad?
+    Backpropagation multiplies the gradient by each activation's derivative. The sigmoid's
+    derivative is at most 0.25, so after L sigmoid layers the gradient reaching the first
+    layer is at most 0.25^L (5 layers: below 1e-3; 10 layers: below 1e-6). tanh, hardtanh
+    and softsign reach 1 only at 0 and flatten to 0 in their tails. The early layers stop
+    learning (vanishing gradients).
+
+    Use ReLU-family activations (ReLU, GELU, SiLU) in hidden layers, put a normalization
+    layer (BatchNorm, LayerNorm) between saturating ones, or add residual connections.
+    Sigmoid as a gate (multiplied into another tensor, as in LSTM/GRU cells and attention
+    gates) or as a final output is fine and is not counted.
+
+    ## Options
+    `depth` (default 4): how many saturating activations on one path trigger the rule.
+    """
+
+    CODE = "GL101"
+    SEVERITY = Severity.WARNING
+    MESSAGE = (
+        "{depth} saturating activations ({names}) are stacked on one path with no "
+        "normalization or residual in between; {bound}"
+    )
+    HINT = "Use ReLU/GELU in hidden layers, or insert BatchNorm/LayerNorm or residual connections"
+    OPTIONS = {"depth": 4}
+
+    VALID = [
+        Valid("""
+            from torch import nn
+            model = nn.Sequential(
+                nn.Linear(784, 256), nn.ReLU(),
+                nn.Linear(256, 256), nn.ReLU(),
+                nn.Linear(256, 256), nn.ReLU(),
+                nn.Linear(256, 256), nn.ReLU(),
+                nn.Linear(256, 10),
+            )
+        """),
+        Valid("""
+            import torch.nn as nn
+            model = nn.Sequential(
+                nn.Linear(784, 256), nn.BatchNorm1d(256), nn.Sigmoid(),
+                nn.Linear(256, 256), nn.BatchNorm1d(256), nn.Sigmoid(),
+                nn.Linear(256, 256), nn.BatchNorm1d(256), nn.Sigmoid(),
+                nn.Linear(256, 256), nn.BatchNorm1d(256), nn.Sigmoid(),
+            )
+        """),
+        # three is below the default depth
+        Valid("""
+            from torch import nn
+            net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(),
+                                nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))
+        """),
+        # an LSTM cell written by hand: sigmoids are gates multiplied into other tensors
+        Valid("""
+            import torch
+            from torch import nn
+            class Cell(nn.Module):
+                def forward(self, x, h, c):
+                    gates = self.ih(x) + self.hh(h)
+                    i, f, g, o = gates.chunk(4, 1)
+                    i = torch.sigmoid(i)
+                    f = torch.sigmoid(f)
+                    g = torch.tanh(g)
+                    o = torch.sigmoid(o)
+                    c = f * c + i * g
+                    h = o * torch.tanh(c)
+                    return h, c
+        """),
+        # residual connections give the gradient an identity path
+        Valid("""
+            import torch
+            from torch import nn
+            class Net(nn.Module):
+                def forward(self, x):
+                    x = x + torch.tanh(self.l1(x))
+                    x = x + torch.tanh(self.l2(x))
+                    x = x + torch.tanh(self.l3(x))
+                    x = x + torch.tanh(self.l4(x))
+                    return x
+        """),
+        # not torch: a local sigmoid helper in a NumPy script
+        Valid("""
+            import numpy as np
+            def sigmoid(z):
+                return 1 / (1 + np.exp(-z))
+            y = sigmoid(sigmoid(sigmoid(sigmoid(np.zeros(3)))))
+        """),
+        # the loop adds normalization every pass
+        Valid("""
+            from torch import nn
+            layers = []
+            for _ in range(8):
+                layers += [nn.Linear(64, 64), nn.LayerNorm(64), nn.Tanh()]
+            model = nn.Sequential(*layers)
+        """),
+        # a loop of unknown length cannot be judged
+        Valid("""
+            from torch import nn
+            def make(depth):
+                layers = []
+                for _ in range(depth):
+                    layers.append(nn.Linear(64, 64))
+                    layers.append(nn.Sigmoid())
+                return nn.Sequential(*layers)
+        """),
+        # sigmoid as the output of each of several heads, not a stack
+        Valid("""
+            import torch
+            from torch import nn
+            class Heads(nn.Module):
+                def forward(self, x):
+                    a = torch.sigmoid(self.a(x))
+                    b = torch.sigmoid(self.b(x))
+                    c = torch.sigmoid(self.c(x))
+                    d = torch.sigmoid(self.d(x))
+                    return a, b, c, d
+        """),
+    ]
+    INVALID = [
+        Invalid("""
+            from torch import nn
+            model = nn.Sequential(
+                nn.Linear(784, 256), nn.Sigmoid(),
+                nn.Linear(256, 256), nn.Sigmoid(),
+                nn.Linear(256, 256), nn.Sigmoid(),
+                nn.Linear(256, 256), nn.Sigmoid(),
+                nn.Linear(256, 10),
+            )
+        """, line=2, message="0.25^4"),
+        Invalid("""
+            import torch.nn as tnn
+            from torch.nn import Sigmoid as S
+            net = tnn.Sequential(tnn.Linear(4, 4), S(), tnn.Sequential(tnn.Linear(4, 4), S()),
+                                 tnn.Linear(4, 4), S(), tnn.Linear(4, 4), tnn.Tanh())
+        """, line=3),
+        Invalid("""
+            from torch import nn
+            layers = []
+            for _ in range(8):
+                layers += [nn.Linear(64, 64), nn.Sigmoid()]
+            model = nn.Sequential(*layers)
+        """, line=3, message="8 saturating"),
+        Invalid("""
+            import torch
+            import torch.nn.functional as F
+            from torch import nn
+            class MLP(nn.Module):
+                def forward(self, x):
+                    x = torch.sigmoid(self.fc1(x))
+                    x = F.tanh(self.fc2(x))
+                    x = self.fc3(x).sigmoid()
+                    x = torch.sigmoid(self.fc4(x))
+                    return self.out(x)
+        """, line=9),
+        Invalid("""
+            import torch
+            from torch import nn
+            class Deep(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.layers = nn.ModuleList([nn.Linear(32, 32) for _ in range(6)])
+                    self.act = nn.Tanh()
+                def forward(self, x):
+                    for layer in self.layers:
+                        x = self.act(layer(x))
+                    return x
+        """, line=10),
+        Invalid("""
+            from collections import OrderedDict
+            from torch import nn
+            net = nn.Sequential(OrderedDict([
+                ("l1", nn.Linear(8, 8)), ("a1", nn.Sigmoid()),
+                ("l2", nn.Linear(8, 8)), ("a2", nn.Sigmoid()),
+                ("l3", nn.Linear(8, 8)), ("a3", nn.Sigmoid()),
+                ("l4", nn.Linear(8, 8)), ("a4", nn.Sigmoid()),
+            ]))
+        """, line=3),
+        Invalid("""
+            from torch import nn
+            model = nn.Sequential(*([nn.Linear(16, 16), nn.Softsign()] * 5), nn.Linear(16, 1))
+        """, line=2),
+    ]
+
+    _sequential_depth = 0  # how many nn.Sequential(...) calls enclose the current node
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self.index.call_name(node) != tables.SEQUENTIAL:
+            return  # only nn.Sequential literals hold a visible stack
+        self._sequential_depth += 1
+        if self._sequential_depth > 1:
+            return  # a nested Sequential is judged as part of the outer one
+        stack = layers.sequence(self.index, node)
+        if stack is not None:
+            self._check(node, stack)
+
+    def leave_Call(self, node: cst.Call) -> None:
+        if self.index.call_name(node) == tables.SEQUENTIAL:
+            self._sequential_depth -= 1
+
+    def visit_For(self, node: cst.For) -> None:
+        built = layers.loop_built_stack(self.index, node)
+        if built is not None:
+            self._check(node, built.layers)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        if node.name.value != "forward":
+            return  # the data path of a module is its forward()
+        owner = next(
+            (c for c in self.index.module_classes.values() if c.forward is node), None
+        )
+        if owner is None:
+            return  # not the forward of an nn.Module defined here
+        path = forward_paths.deepest_saturating_path(self.index, owner)
+        if path is not None and len(path.activations) >= self.options["depth"]:
+            self._report(path.node, path.activations)
+
+    def _check(self, node: cst.CSTNode, stack: list[layers.Layer]) -> None:
+        run: list[str] = []
+        longest: list[str] = []
+        for layer in stack:
+            if layer.kind == layers.SATURATING and layer.activation:
+                run.append(layer.activation)
+                longest = max(longest, run, key=len)
+            elif layer.kind in (layers.NORM, layers.UNKNOWN, layers.RNN):
+                run = []  # normalization resets the scale; unknown blocks may contain it
+        if len(longest) >= self.options["depth"]:
+            self._report(node, longest)
+
+    def _report(self, node: cst.CSTNode, activations: list[str]) -> None:
+        sigmoids = activations.count("sigmoid")
+        if sigmoids:
+            bound = 0.25**sigmoids
+            text = f"backprop scales the gradient by at most 0.25^{sigmoids} = {bound:.1e}"
+        else:
+            text = "each derivative is below 1 off-centre and near 0 when saturated, so the gradient shrinks geometrically"
+        names = ", ".join(sorted(set(activations)))
+        self.report(node, depth=len(activations), names=names, bound=text)
