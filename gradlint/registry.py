@@ -166,8 +166,9 @@ def options_for(rule: type[Rule], config: Config) -> dict[str, Any]:
     return merged
 
 
-def severity_for(rule: type[Rule], config: Config) -> Severity:
+def severity_for(rule: type[Rule], config: Config) -> Severity | None:
+    """The severity the configuration sets for this rule, or None to keep the rule's own."""
     for key in (rule.name(), rule.CODE):
         if key in config.severity:
             return config.severity[key]
-    return rule.SEVERITY
+    return None

@@ -57,7 +57,7 @@ class RuleContext:
     wrapper: cst.MetadataWrapper
     index: TorchIndex
     options: dict[str, Any]
-    severity: Severity
+    severity: Severity | None = None  # set when the configuration overrides the rule's own
 
 
 class Rule:
@@ -109,7 +109,15 @@ class Rule:
     def position(self, node: cst.CSTNode) -> CodeRange:
         return self.context.wrapper.resolve(PositionProvider)[node]
 
-    def report(self, node: cst.CSTNode, *, message: str | None = None, **fields: Any) -> None:
+    def report(
+        self,
+        node: cst.CSTNode,
+        *,
+        message: str | None = None,
+        severity: Severity | None = None,
+        **fields: Any,
+    ) -> None:
+        """Record a finding at `node`; `severity` overrides SEVERITY for this finding only."""
         where = self.position(node)
         text = message if message is not None else self.MESSAGE.format(**fields)
         self.findings.append(
@@ -121,7 +129,7 @@ class Rule:
                 end_column=where.end.column + 1,
                 code=self.CODE,
                 name=self.name(),
-                severity=self.context.severity,
+                severity=self.context.severity or severity or self.SEVERITY,
                 message=text,
                 hint=self.HINT,
             )

@@ -163,3 +163,37 @@ CONSTANT_TENSOR_FACTORIES = frozenset(
     {"torch.zeros", "torch.ones", "torch.full", "torch.empty_like", "torch.zeros_like",
      "torch.ones_like", "torch.full_like"}
 ) - {"torch.empty_like"}
+
+RANDOM_INIT_METHODS = frozenset(
+    {"normal_", "uniform_", "random_", "trunc_normal_", "kaiming_normal_", "kaiming_uniform_",
+     "xavier_normal_", "xavier_uniform_", "orthogonal_", "copy_"}
+)
+
+# -- training steps (gradlint.semantics.training) ------------------------------------------
+# Calls that run backpropagation: `loss.backward()`, `accelerator.backward(loss)`,
+# Lightning's `self.manual_backward(loss)`.
+BACKWARD_METHODS = frozenset({"backward", "manual_backward"})
+# Methods that return the same module (`Net().to(device)`), so the model is still `Net`.
+MODEL_PASS_THROUGH_METHODS = frozenset(
+    {"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "requires_grad_",
+     "to_empty", "share_memory"}
+)
+# Clipping helpers beyond torch's own (timm's dispatcher, adaptive clipping).
+MORE_CLIP_FUNCTIONS = frozenset(
+    {"timm.utils.dispatch_clip_grad", "timm.utils.clip_grad.dispatch_clip_grad",
+     "timm.utils.adaptive_clip_grad", "timm.utils.agc.adaptive_clip_grad"}
+)
+MORE_CLIP_METHODS = frozenset({"dispatch_clip_grad", "adaptive_clip_grad", "clip_grad", "clip_grads"})
+# Keyword arguments that switch clipping on somewhere else (Lightning Trainer, HF Trainer,
+# timm's loss scaler, Keras-style optimizers).
+CLIP_CONFIG_KEYWORDS = frozenset(
+    {"gradient_clip_val", "gradient_clip_algorithm", "max_grad_norm", "clip_grad",
+     "clip_grad_norm", "grad_clip", "clipnorm", "clipvalue", "clip_value"}
+)
+# Optimizers whose step size is not a learning-rate schedule's business (line search).
+NO_SCHEDULE_OPTIMIZERS = frozenset({"torch.optim.LBFGS", "torch.optim.lbfgs.LBFGS"})
+# Lower-case fragments of a called name that mean "this changes the learning rate over time".
+SCHEDULE_CALL_FRAGMENTS = (
+    "schedul", "adjust_learning_rate", "adjust_lr", "lr_decay", "decay_lr", "update_lr",
+    "set_lr", "reducelronplateau", "lr_warmup", "warmup_lr", "cosine_lr", "poly_lr",
+)

@@ -1,0 +1,305 @@
+from __future__ import annotations
+
+import libcst as cst
+
+from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.semantics import layers, tables
+from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
+
+
+class MissingNormalization(Rule):
+    """
+    ## What it does
+    Flags a plain stack of six or more Linear/Conv layers with activations between them and
+    no normalization layer (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm,
+    LocalResponseNorm, weight or spectral norm) and no residual connection: in
+    `nn.Sequential(...)`, in loop-built layer lists, and in a module's `forward()`.
+
+    ## Why is this bad?
+    Each layer rescales its input by its weights. Across many layers the scale of the
+    activations, and of the gradient flowing back, drifts geometrically: it vanishes or
+    explodes unless the initialisation is exactly right and stays right during training.
+    Normalization layers re-centre and re-scale every layer's input (BatchNorm over the
+    batch, LayerNorm over the features of one sample: the choice for small or variable
+    batches, RNNs and transformers), and residual connections (`x + f(x)`) give the
+    gradient an identity path. Deep plain stacks train slowly or not at all without them.
+
+    ## Options
+    `depth` (default 6): how many weight layers in one plain stack trigger the rule.
+    """
+
+    CODE = "GL103"
+    SEVERITY = Severity.WARNING
+    MESSAGE = (
+        "{depth} {kind} layers are stacked with activations but no normalization layer or "
+        "residual connection; activation and gradient scales drift with depth"
+    )
+    HINT = "Insert nn.BatchNorm*/nn.LayerNorm after each layer, or add residual connections"
+    OPTIONS = {"depth": 6}
+
+    VALID = [
+        Valid("""
+            from torch import nn
+            model = nn.Sequential(
+                nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(),
+                nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(),
+                nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(),
+                nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(),
+                nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(),
+                nn.Linear(512, 10),
+            )
+        """),
+        # the classic small MLP / VGG classifier head: below the depth
+        Valid("""
+            import torch.nn as nn
+            classifier = nn.Sequential(
+                nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(),
+                nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(),
+                nn.Linear(4096, 1000),
+            )
+        """),
+        # residual blocks: the gradient has an identity path
+        Valid("""
+            from torch import nn
+            class ResMLP(nn.Module):
+                def __init__(self, d):
+                    super().__init__()
+                    self.layers = nn.ModuleList([nn.Linear(d, d) for _ in range(12)])
+                def forward(self, x):
+                    for layer in self.layers:
+                        x = x + layer(x).relu()
+                    return x
+        """),
+        # LayerNorm in each loop pass
+        Valid("""
+            from torch import nn
+            layers = []
+            for _ in range(10):
+                layers.extend([nn.Linear(64, 64), nn.LayerNorm(64), nn.GELU()])
+            net = nn.Sequential(*layers)
+        """),
+        # weight normalization wraps each layer
+        Valid("""
+            from torch import nn
+            from torch.nn.utils.parametrizations import weight_norm
+            net = nn.Sequential(
+                weight_norm(nn.Conv1d(8, 8, 3)), nn.ReLU(), weight_norm(nn.Conv1d(8, 8, 3)), nn.ReLU(),
+                weight_norm(nn.Conv1d(8, 8, 3)), nn.ReLU(), weight_norm(nn.Conv1d(8, 8, 3)), nn.ReLU(),
+                weight_norm(nn.Conv1d(8, 8, 3)), nn.ReLU(), weight_norm(nn.Conv1d(8, 8, 3)),
+            )
+        """),
+        # custom blocks may hold their own normalization: not a plain stack
+        Valid("""
+            from torch import nn
+            from .blocks import ConvBlock
+            net = nn.Sequential(ConvBlock(3, 64), ConvBlock(64, 64), ConvBlock(64, 128),
+                                ConvBlock(128, 128), ConvBlock(128, 256), ConvBlock(256, 256))
+        """),
+        # a forward with normalization functions
+        Valid("""
+            import torch.nn.functional as F
+            from torch import nn
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fcs = nn.ModuleList([nn.Linear(32, 32) for _ in range(8)])
+                def forward(self, x):
+                    for fc in self.fcs:
+                        x = F.relu(F.layer_norm(fc(x), (32,)))
+                    return x
+        """),
+        # six linear maps without any activation (a linear probe chain): not this rule
+        Valid("""
+            from torch import nn
+            proj = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8),
+                                 nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8))
+        """),
+    ]
+    INVALID = [
+        Invalid("""
+            from torch import nn
+            model = nn.Sequential(
+                nn.Linear(512, 512), nn.ReLU(),
+                nn.Linear(512, 512), nn.ReLU(),
+                nn.Linear(512, 512), nn.ReLU(),
+                nn.Linear(512, 512), nn.ReLU(),
+                nn.Linear(512, 512), nn.ReLU(),
+                nn.Linear(512, 10),
+            )
+        """, line=2, message="6 Linear"),
+        Invalid("""
+            import torch.nn as nn
+            features = nn.Sequential(
+                nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                nn.Conv2d(128, 256, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True),
+            )
+        """, line=2, message="Conv2d"),
+        Invalid("""
+            from torch import nn
+            layers = []
+            for i in range(8):
+                layers.append(nn.Linear(128, 128))
+                layers.append(nn.Tanh())
+            model = nn.Sequential(*layers)
+        """, line=3),
+        Invalid("""
+            from torch import nn
+            class DeepMLP(nn.Module):
+                def __init__(self, d):
+                    super().__init__()
+                    self.layers = nn.ModuleList([nn.Linear(d, d) for _ in range(10)])
+                    self.head = nn.Linear(d, 1)
+                def forward(self, x):
+                    for layer in self.layers:
+                        x = layer(x).relu()
+                    return self.head(x)
+        """, line=2),
+        Invalid("""
+            import torch.nn.functional as F
+            from torch import nn
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.c1 = nn.Conv2d(1, 8, 3)
+                    self.c2 = nn.Conv2d(8, 8, 3)
+                    self.c3 = nn.Conv2d(8, 8, 3)
+                    self.c4 = nn.Conv2d(8, 8, 3)
+                    self.c5 = nn.Conv2d(8, 8, 3)
+                    self.fc = nn.Linear(8, 10)
+                def forward(self, x):
+                    x = F.relu(self.c1(x))
+                    x = F.relu(self.c2(x))
+                    x = F.relu(self.c3(x))
+                    x = F.relu(self.c4(x))
+                    x = F.relu(self.c5(x))
+                    return self.fc(x.flatten(1))
+        """, line=3, message="Conv2d/Linear"),
+    ]
+
+    _sequential_depth = 0  # how many nn.Sequential(...) calls enclose the current node
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self.index.call_name(node) != tables.SEQUENTIAL:
+            return  # only nn.Sequential literals hold a visible stack
+        self._sequential_depth += 1
+        if self._sequential_depth == 1:
+            stack = layers.sequence(self.index, node)
+            if stack is not None:
+                self._check(node, stack)
+
+    def leave_Call(self, node: cst.Call) -> None:
+        if self.index.call_name(node) == tables.SEQUENTIAL:
+            self._sequential_depth -= 1
+
+    def visit_For(self, node: cst.For) -> None:
+        built = layers.loop_built_stack(self.index, node)
+        if built is not None:
+            self._check(node, built.layers)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        info = self.index.module_classes.get(node.name.value)
+        if info is None or info.node is not node or info.forward is None:
+            return  # only nn.Module classes with a forward() have a data path here
+        stack = _forward_stack(self.index, info)
+        if stack is None:
+            return  # normalization, a residual add, or a path we cannot follow
+        if any(len(_plain_runs(s)[0]) >= self.options["depth"] for s in _sequential_attrs(self.index, info)):
+            return  # that nn.Sequential is reported where it is built
+        self._check(node.name, stack)
+
+    def _check(self, node: cst.CSTNode, stack: list[layers.Layer]) -> None:
+        if any(layer.kind == layers.NORM for layer in stack):
+            return  # normalization somewhere in the stack
+        run, has_activation = _plain_runs(stack)
+        if len(run) >= self.options["depth"] and has_activation:
+            kinds = "/".join(sorted({_short(self.index, layer) for layer in run}))
+            self.report(node, depth=len(run), kind=kinds)
+
+
+def _short(index: TorchIndex, layer: layers.Layer) -> str:
+    name = index.call_name(layer.node) or "Linear"
+    return name.rsplit(".", 1)[-1]
+
+
+def _plain_runs(stack: list[layers.Layer]) -> tuple[list[layers.Layer], bool]:
+    """The longest run of dense layers not broken by an unknown block, and whether any
+    activation sits in the stack."""
+    run: list[layers.Layer] = []
+    longest: list[layers.Layer] = []
+    for layer in stack:
+        if layer.kind == layers.DENSE:
+            run.append(layer)
+            longest = max(longest, run, key=len)
+        elif layer.kind in (layers.UNKNOWN, layers.RNN, layers.NORM):
+            run = []
+    has_activation = any(layer.kind in (layers.ACTIVATION, layers.SATURATING) for layer in stack)
+    return longest, has_activation
+
+
+def _sequential_attrs(index: TorchIndex, info: ModuleClass) -> list[list[layers.Layer]]:
+    found = []
+    for value in info.attrs.values():
+        stack = layers.sequence(index, value)
+        if stack is not None:
+            found.append(stack)
+    return found
+
+
+class _ForwardLayers(cst.CSTVisitor):
+    """Layers applied in forward(), in execution order, with ModuleList loops unrolled."""
+
+    def __init__(self, index: TorchIndex, info: ModuleClass) -> None:
+        self.index = index
+        self.info = info
+        self.stack: list[layers.Layer] = []
+        self.loop_layers: dict[str, tuple[int, list[layers.Layer]]] = {}
+        self.blocked = False  # a residual add or normalization function
+
+    def visit_For(self, node: cst.For) -> None:
+        attr = self_attribute(node.iter)
+        if attr is not None and isinstance(node.target, cst.Name) and attr in self.info.attrs:
+            size = layers.module_list_size(self.index, self.info.attrs[attr])
+            if size is not None:
+                self.loop_layers[node.target.value] = size
+
+    def leave_Call(self, original_node: cst.Call) -> None:
+        name = self.index.call_name(original_node)
+        if name in tables.NORM_FUNCTIONS:
+            self.blocked = True
+        elif name in tables.ACTIVATION_FUNCTIONS:
+            self.stack.append(layers.Layer(layers.ACTIVATION, original_node))
+        func = original_node.func
+        attr = self_attribute(func)
+        if attr is not None and attr in self.info.attrs:
+            value = self.info.attrs[attr]
+            inner = layers.sequence(self.index, value)
+            self.stack.extend(inner if inner is not None else [layers.classify(self.index, value)])
+        elif isinstance(func, cst.Name) and func.value in self.loop_layers:
+            count, item = self.loop_layers[func.value]
+            self.stack.extend(item * min(count, layers.MAX_REPEAT))
+        elif isinstance(func, cst.Attribute) and attr is None and func.attr.value in tables.ACTIVATION_METHODS:
+            self.stack.append(layers.Layer(layers.ACTIVATION, original_node))
+
+    def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
+        if isinstance(node.operator, cst.Add):
+            self.blocked = True
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        if isinstance(node.operator, cst.AddAssign):
+            self.blocked = True
+
+
+def _forward_stack(index: TorchIndex, info: ModuleClass) -> list[layers.Layer] | None:
+    assert info.forward is not None
+    visitor = _ForwardLayers(index, info)
+    info.forward.visit(visitor)
+    if visitor.blocked:
+        return None
+    has_norm_attr = any(
+        layers.classify(index, value).kind == layers.NORM for value in info.attrs.values()
+    )
+    return None if has_norm_attr else visitor.stack
