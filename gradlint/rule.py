@@ -94,7 +94,12 @@ class Rule:
         doc = textwrap.dedent(cls.__doc__ or "")
         match = re.search(r"## What it does\s*\n(.+?)(?:\n\s*\n|\n##|$)", doc, re.S)
         text = " ".join((match.group(1) if match else doc).split())
-        return text.split(". ")[0].rstrip(".") + "."
+        while "(" in text and ")" in text:  # asides make a one-liner too long
+            shorter = re.sub(r"\s*\([^()]*\)", "", text)
+            if shorter == text:
+                break
+            text = shorter
+        return text.split(": ")[0].split(". ")[0].rstrip(".") + "."
 
     # -- what a rule uses while visiting ------------------------------------------------
 

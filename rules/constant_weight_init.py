@@ -143,6 +143,26 @@ class ConstantWeightInit(Rule):
                         module.bias.data.zero_()
                         module.weight.data.fill_(1.0)
         """),
+        # timm: only the classifier head is zeroed, picked by name inside the sweep
+        Valid("""
+            from torch import nn
+            def init_weight_jax(module, name, head_bias=0.0):
+                if isinstance(module, nn.Linear):
+                    if name.startswith("head"):
+                        nn.init.zeros_(module.weight)
+                        nn.init.constant_(module.bias, head_bias)
+                    else:
+                        nn.init.xavier_uniform_(module.weight)
+        """),
+        Valid("""
+            from torch import nn
+            class NfNet(nn.Module):
+                def __init__(self, cfg):
+                    super().__init__()
+                    for n, m in self.named_modules():
+                        if "fc" in n and isinstance(m, nn.Linear):
+                            nn.init.zeros_(m.weight)
+        """),
         # not torch: NumPy arrays named weight
         Valid("""
             import numpy as np
@@ -243,7 +263,8 @@ class ConstantWeightInit(Rule):
                 self._walk(_block(statement), replace(ctx, module_vars=ctx.module_vars | _module_loop_var(statement)))
             elif isinstance(statement, cst.If):
                 guards = {**ctx.guards, **init.isinstance_guard(self.index, statement.test)}
-                self._walk(_block(statement), replace(ctx, guards=guards))
+                narrowed = ctx.narrowed or not init.is_pure_isinstance(statement.test)
+                self._walk(_block(statement), replace(ctx, guards=guards, narrowed=narrowed))
                 if statement.orelse is not None:
                     for block in list(child_blocks(statement))[1:]:
                         self._walk(block, ctx)
@@ -268,6 +289,8 @@ class ConstantWeightInit(Rule):
             types = ctx.guards[variable]
             if not (variable in ctx.params or variable in ctx.module_vars):
                 return  # a specific object, not a sweep over the model's layers
+            if ctx.narrowed:
+                return  # another condition picks some layers (`if name.startswith("head")`)
             if not types or not all(t in tables.WEIGHT_LAYERS for t in types):
                 return  # normalization layers, or types we cannot resolve
             names = "/".join(sorted(t.rsplit(".", 1)[-1] for t in types))
@@ -307,6 +330,7 @@ class _Context:
     params: frozenset[str] = frozenset()
     module_vars: frozenset[str] = frozenset()
     guards: dict[str, frozenset[str]] = field(default_factory=dict)
+    narrowed: bool = False  # an `if` other than an isinstance() test encloses the code
 
 
 def _block(statement: cst.BaseCompoundStatement) -> Sequence[cst.CSTNode]:

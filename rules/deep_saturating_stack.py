@@ -4,6 +4,7 @@ import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.semantics import forward_paths, layers, tables
+from gradlint.semantics.index import ModuleClass, self_attribute
 
 
 class DeepSaturatingStack(Rule):
@@ -225,20 +226,24 @@ class DeepSaturatingStack(Rule):
         if owner is None:
             return  # not the forward of an nn.Module defined here
         path = forward_paths.deepest_saturating_path(self.index, owner)
-        if path is not None and len(path.activations) >= self.options["depth"]:
-            self._report(path.node, path.activations)
+        if path is None or path.node is None or len(path.activations) < self.options["depth"]:
+            return  # no deep saturating path through forward()
+        if isinstance(path.node, cst.Call) and self._longest_run(self._built_stack(owner, path.node)) >= self.options["depth"]:
+            return  # the whole stack sits in one nn.Sequential, reported where it is built
+        self._report(path.node, list(path.activations))
+
+    def _built_stack(self, owner: ModuleClass, call: cst.Call) -> list[layers.Layer]:
+        attr = self_attribute(call.func)
+        value = owner.attrs.get(attr) if attr is not None else None
+        return (layers.sequence(self.index, value) or []) if value is not None else []
 
     def _check(self, node: cst.CSTNode, stack: list[layers.Layer]) -> None:
-        run: list[str] = []
-        longest: list[str] = []
-        for layer in stack:
-            if layer.kind == layers.SATURATING and layer.activation:
-                run.append(layer.activation)
-                longest = max(longest, run, key=len)
-            elif layer.kind in (layers.NORM, layers.UNKNOWN, layers.RNN):
-                run = []  # normalization resets the scale; unknown blocks may contain it
+        longest = _saturating_run(stack)
         if len(longest) >= self.options["depth"]:
             self._report(node, longest)
+
+    def _longest_run(self, stack: list[layers.Layer]) -> int:
+        return len(_saturating_run(stack))
 
     def _report(self, node: cst.CSTNode, activations: list[str]) -> None:
         sigmoids = activations.count("sigmoid")
@@ -249,3 +254,16 @@ class DeepSaturatingStack(Rule):
             text = "each derivative is below 1 off-centre and near 0 when saturated, so the gradient shrinks geometrically"
         names = ", ".join(sorted(set(activations)))
         self.report(node, depth=len(activations), names=names, bound=text)
+
+
+def _saturating_run(stack: list[layers.Layer]) -> list[str]:
+    """The activations of the longest saturating run not broken by normalization."""
+    run: list[str] = []
+    longest: list[str] = []
+    for layer in stack:
+        if layer.kind == layers.SATURATING and layer.activation:
+            run.append(layer.activation)
+            longest = max(longest, run, key=len)
+        elif layer.kind in (layers.NORM, layers.UNKNOWN, layers.RNN):
+            run = []  # normalization resets the scale; unknown blocks may contain it
+    return longest

@@ -115,6 +115,28 @@ class MissingNormalization(Rule):
                                  nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8))
         """),
     ]
+    # torchvision's AlexNet: two separate stacks of 5 and 3 layers; each is judged where built
+    VALID.append(Valid("""
+        from torch import nn
+        class AlexNet(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.features = nn.Sequential(
+                    nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+                    nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+                    nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+                    nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+                    nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True),
+                )
+                self.classifier = nn.Sequential(
+                    nn.Dropout(), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
+                    nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, 1000),
+                )
+            def forward(self, x):
+                x = self.features(x)
+                return self.classifier(x.flatten(1))
+    """))
+
     INVALID = [
         Invalid("""
             from torch import nn
@@ -207,8 +229,6 @@ class MissingNormalization(Rule):
         stack = _forward_stack(self.index, info)
         if stack is None:
             return  # normalization, a residual add, or a path we cannot follow
-        if any(len(_plain_runs(s)[0]) >= self.options["depth"] for s in _sequential_attrs(self.index, info)):
-            return  # that nn.Sequential is reported where it is built
         self._check(node.name, stack)
 
     def _check(self, node: cst.CSTNode, stack: list[layers.Layer]) -> None:
@@ -234,19 +254,10 @@ def _plain_runs(stack: list[layers.Layer]) -> tuple[list[layers.Layer], bool]:
         if layer.kind == layers.DENSE:
             run.append(layer)
             longest = max(longest, run, key=len)
-        elif layer.kind in (layers.UNKNOWN, layers.RNN, layers.NORM):
+        elif layer.kind in (layers.UNKNOWN, layers.RNN, layers.NORM, layers.SEQUENTIAL):
             run = []
     has_activation = any(layer.kind in (layers.ACTIVATION, layers.SATURATING) for layer in stack)
     return longest, has_activation
-
-
-def _sequential_attrs(index: TorchIndex, info: ModuleClass) -> list[list[layers.Layer]]:
-    found = []
-    for value in info.attrs.values():
-        stack = layers.sequence(index, value)
-        if stack is not None:
-            found.append(stack)
-    return found
 
 
 class _ForwardLayers(cst.CSTVisitor):
@@ -275,9 +286,8 @@ class _ForwardLayers(cst.CSTVisitor):
         func = original_node.func
         attr = self_attribute(func)
         if attr is not None and attr in self.info.attrs:
-            value = self.info.attrs[attr]
-            inner = layers.sequence(self.index, value)
-            self.stack.extend(inner if inner is not None else [layers.classify(self.index, value)])
+            # an nn.Sequential attribute is judged where it is built, so it breaks the run here
+            self.stack.append(layers.classify(self.index, self.info.attrs[attr]))
         elif isinstance(func, cst.Name) and func.value in self.loop_layers:
             count, item = self.loop_layers[func.value]
             self.stack.extend(item * min(count, layers.MAX_REPEAT))

@@ -90,3 +90,14 @@ def isinstance_guard(index: TorchIndex, test: cst.BaseExpression) -> dict[str, f
     if subject is not None:
         found[subject] = frozenset(index.qualified(el) or "?" for el in elements)
     return found
+
+
+def is_pure_isinstance(test: cst.BaseExpression) -> bool:
+    """True for `isinstance(m, T)` and `and`-chains of such tests, nothing else."""
+    if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And):
+        return is_pure_isinstance(test.left) and is_pure_isinstance(test.right)
+    return (
+        isinstance(test, cst.Call)
+        and isinstance(test.func, cst.Name)
+        and test.func.value == "isinstance"
+    )
