@@ -19,7 +19,7 @@ from gradlint.discovery import DiscoveryError, discover
 from gradlint.engine import lint_paths, lint_source
 from gradlint.findings import FileResult, Severity
 from gradlint.output import RENDERERS
-from gradlint.registry import all_rules, find_rule, selected_rules
+from gradlint.registry import all_rules, find_rule, selected_rules, validate_selectors
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -80,6 +80,9 @@ def check(
     """Lint PyTorch source files and folders (default: the current folder)."""
     from_stdin = stdin_filename is not None or paths == (Path("-"),)
     try:
+        flags = {"--select": select, "--ignore": ignore, "--extend-select": extend_select}
+        for flag, values in flags.items():  # checked here so the config file is not blamed
+            validate_selectors(_split(values) or (), f"command line {flag}")
         config = _resolve_config(config_path, paths, stdin_filename)
         config = config.with_cli(
             select=_split(select),

@@ -93,7 +93,8 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: invalid TOML: file is not UTF-8") from None
-    table = document.get("tool", {}).get("gradlint", {})
+    tool = document.get("tool", {})
+    table = tool.get("gradlint", {}) if isinstance(tool, dict) else {}  # `tool = 3` is not ours
     if path.name != "pyproject.toml" and not table:
         table = document  # a standalone gradlint.toml holds the keys at top level
     return parse_table(table, path)

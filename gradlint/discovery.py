@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from gradlint.config import Config
+from gradlint.config import DEFAULT_EXCLUDE, Config
 from gradlint.suppression import path_matches
 
 SUFFIXES = (".py", ".pyi")
@@ -25,7 +25,9 @@ def relative_to_root(path: Path, root: Path) -> str:
 
 def is_excluded(path: Path, config: Config) -> bool:
     relative = relative_to_root(path, config.root)
-    patterns = (*config.exclude, *config.extend_exclude)
+    # the built-in excludes always apply (the spec adds `exclude` to them); naming a folder
+    # or file on the command line still lints it
+    patterns = (*DEFAULT_EXCLUDE, *config.exclude, *config.extend_exclude)
     return any(path_matches(relative, pattern) for pattern in patterns)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import tokenize
 import traceback
@@ -48,14 +49,16 @@ def lint_source(
     try:
         text = _decode(source)
     except (UnicodeDecodeError, SyntaxError, LookupError) as exc:
-        return _unreadable(path, f"file is not valid text in its declared encoding: {exc}", config)
+        line = _decode_error_line(source, exc)
+        message = f"file is not valid text in its declared encoding: {exc}"
+        return _unreadable(path, message, config, line)
     if has_skip_file(text):
         return FileResult(path=path, skipped="gradlint: skip-file")
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
-        message = f"syntax error: {exc.message}"
-        return _unreadable(path, message, config, exc.raw_line, exc.raw_column + 1)
+        message, line, column = _syntax_error(text, path, exc)
+        return _unreadable(path, f"syntax error: {message}", config, line, column)
     except RecursionError:
         return _unreadable(path, "file is nested too deeply to parse", config)
     findings = _run_rules(module, path, config, chosen)
@@ -70,6 +73,24 @@ def _decode(source: str | bytes) -> str:
     if "\x00" in text:
         raise SyntaxError("source contains a NUL byte")
     return text.removeprefix("\ufeff")
+
+
+def _decode_error_line(source: str | bytes, exc: Exception) -> int:
+    if isinstance(exc, UnicodeDecodeError) and isinstance(source, bytes):
+        return source.count(b"\n", 0, exc.start) + 1
+    return 1  # a bad or missing coding declaration sits on line 1 or 2; position unknown
+
+
+def _syntax_error(text: str, path: str, exc: cst.ParserSyntaxError) -> tuple[str, int, int]:
+    """Python's own parser names the problem and its position better than libcst's does."""
+    try:
+        compile(text, path, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    except SyntaxError as error:
+        if error.lineno:
+            return error.msg, error.lineno, max(error.offset or 1, 1)
+    except (ValueError, RecursionError, MemoryError):
+        pass  # fall back to libcst's report below
+    return exc.message, exc.raw_line, exc.raw_column + 1
 
 
 def _run_rules(

@@ -120,10 +120,13 @@ def is_selected(code: str, name: str, config: Config, default_enabled: bool = Tr
 
 
 def selected_rules(config: Config) -> list[type[Rule]]:
+    table = f"{config.source}: [tool.gradlint]" if config.source else "command line:"
+    validate_selectors(config.select or (), f"{table} 'select'")
+    validate_selectors(config.extend_select, f"{table} 'extend-select'")
+    validate_selectors(config.ignore, f"{table} 'ignore'")
+    for glob, codes in config.per_file_ignores:
+        validate_selectors(codes, f"{table} 'per-file-ignores' entry '{glob}'")
     where = str(config.source) if config.source else "command line"
-    validate_selectors((*(config.select or ()), *config.extend_select, *config.ignore), where)
-    for _, codes in config.per_file_ignores:
-        validate_selectors(codes, where)
     for key in config.severity:
         validate_selectors([key], f"{where}: 'severity'")
     _check_rule_options(config.rule_options, where)
@@ -168,7 +171,9 @@ def options_for(rule: type[Rule], config: Config) -> dict[str, Any]:
 
 def severity_for(rule: type[Rule], config: Config) -> Severity | None:
     """The severity the configuration sets for this rule, or None to keep the rule's own."""
-    for key in (rule.name(), rule.CODE):
-        if key in config.severity:
-            return config.severity[key]
-    return None
+    best, level = 0, None
+    for key, value in config.severity.items():  # the most specific key wins; GL1 and ALL work too
+        length = _match_length(key, rule.CODE, rule.name())
+        if length > best:
+            best, level = length, value
+    return level

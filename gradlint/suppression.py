@@ -31,7 +31,7 @@ def _comments(source: str) -> Iterable[tuple[int, str]]:
 
 
 def has_skip_file(source: str) -> bool:
-    if "skip-file" not in source:
+    if "skip-file" not in source.lower():  # as case-blind as _SKIP_FILE
         return False  # fast path: most files have no such comment
     return any(_SKIP_FILE.search(text) for _, text in _comments(source))
 
