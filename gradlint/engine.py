@@ -5,8 +5,7 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
-import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import libcst as cst
@@ -18,8 +17,7 @@ from gradlint.registry import ENGINE_CODES, is_selected, options_for, selected_r
 from gradlint.rule import Rule, RuleContext
 from gradlint.semantics.index import TorchIndex
 from gradlint.suppression import has_skip_file, ignored_by_path, is_suppressed, noqa_lines
-
-Handler = Callable[[cst.CSTNode], object]
+from gradlint.traversal import Dispatcher
 
 
 def lint_paths(
@@ -111,78 +109,22 @@ def _run_rules(
         )
         for rule in rules
     ]
-    dispatcher = _Dispatcher(instances, path)
-    try:
-        module.visit(dispatcher)
-    except RecursionError:
-        return [_engine_finding(path, "GL001", "file is nested too deeply to analyse")]
-    findings = [finding for rule in instances if rule not in dispatcher.crashed for finding in rule.findings]
-    return findings + dispatcher.crash_findings
+    crashes: list[Finding] = []
 
-
-class _Dispatcher(cst.CSTVisitor):
-    """Calls every rule's visit_<Node>/leave_<Node> during one walk of the tree."""
-
-    def __init__(self, rules: Sequence[Rule], path: str) -> None:
-        self.path = path
-        self.rules = list(rules)
-        self.crashed: set[Rule] = set()
-        self.crash_findings: list[Finding] = []
-        self._build_tables()
-
-    def _build_tables(self) -> None:
-        self.visits: dict[str, list[tuple[Rule, Handler]]] = {}
-        self.leaves: dict[str, list[tuple[Rule, Handler]]] = {}
-        for rule in self.rules:
-            if rule in self.crashed:
-                continue
-            for attr in _handler_names(type(rule)):
-                table = self.visits if attr.startswith("visit_") else self.leaves
-                table.setdefault(attr.split("_", 1)[1], []).append((rule, getattr(rule, attr)))
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        for rule, handler in self.visits.get(type(node).__name__, ()):
-            self._call(rule, handler, node)
-        return True
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        for rule, handler in self.leaves.get(type(original_node).__name__, ()):
-            self._call(rule, handler, original_node)
-
-    def _call(self, rule: Rule, handler: Handler, node: cst.CSTNode) -> None:
-        if rule in self.crashed:
-            return
-        try:
-            handler(node)
-        except RecursionError:
-            self._crash(rule, "the file is nested too deeply for this rule")
-        except Exception as exc:  # the per-rule boundary: one broken rule must not stop the rest
-            last = traceback.extract_tb(exc.__traceback__)[-1]
-            where = f"{Path(last.filename).name}:{last.lineno}"
-            self._crash(rule, f"{type(exc).__name__}: {exc} (at {where})")
-
-    def _crash(self, rule: Rule, reason: str) -> None:
-        self.crashed.add(rule)
+    def crashed(rule: Rule, reason: str) -> None:
         message = (
             f"internal error in rule {rule.CODE} ({rule.name()}); it was skipped for this file: "
             f"{reason}. Please report this at the gradlint issue tracker"
         )
-        self.crash_findings.append(_engine_finding(self.path, "GL000", message))
-        self._build_tables()
+        crashes.append(_engine_finding(path, "GL000", message))
 
-
-_HANDLERS: dict[type[Rule], tuple[str, ...]] = {}
-
-
-def _handler_names(rule: type[Rule]) -> tuple[str, ...]:
-    names = _HANDLERS.get(rule)
-    if names is None:
-        names = tuple(
-            attr for attr in dir(rule)
-            if attr.startswith(("visit_", "leave_")) and callable(getattr(rule, attr))
-        )
-        _HANDLERS[rule] = names
-    return names
+    dispatcher = Dispatcher(instances, crashed)
+    try:
+        dispatcher.walk(module)
+    except RecursionError:
+        return [_engine_finding(path, "GL001", "file is nested too deeply to analyse")]
+    findings = [f for rule in instances if rule not in dispatcher.crashed for f in rule.findings]
+    return findings + crashes
 
 
 def _engine_finding(path: str, code: str, message: str, line: int = 1, column: int = 1) -> Finding:
