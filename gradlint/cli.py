@@ -7,19 +7,22 @@ import sys
 import tempfile
 import textwrap
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gradlint import __version__
+from gradlint.cache import CACHE_DIR_NAME, clean
 from gradlint.config import Config, ConfigError, find_config_file, load_config
 from gradlint.discovery import DiscoveryError, discover
-from gradlint.engine import lint_paths, lint_source
+from gradlint.engine import lint_source
 from gradlint.findings import FileResult, Severity
+from gradlint.fixes import FixError, apply_fixes, check_parses, unified_diff, write_atomically
 from gradlint.output import RENDERERS
 from gradlint.registry import all_rules, find_rule, selected_rules, validate_selectors
+from gradlint.runner import RunOptions, lint_tree
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -63,6 +66,11 @@ def _split(values: Sequence[str]) -> tuple[str, ...] | None:
 @click.option("--statistics", is_flag=True, help="Show how many findings each rule produced instead of the findings.")
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
 @click.option("--stdin-filename", metavar="NAME", help="Lint source read from standard input, reported as NAME.")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, help="Worker processes (default: one per available core).")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the cache.")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="Cache folder (default: .gradlint_cache beside the configuration).")
+@click.option("--fix", is_flag=True, help="Apply the fixes rules offer, then report what is left. Fixes change training behaviour: review them.")
+@click.option("--diff", is_flag=True, help="Print the fixes as a unified diff instead of writing them.")
 def check(
     paths: tuple[Path, ...],
     select: tuple[str, ...],
@@ -76,6 +84,11 @@ def check(
     statistics: bool,
     quiet: bool,
     stdin_filename: str | None,
+    jobs: int,
+    no_cache: bool,
+    cache_dir: Path | None,
+    fix: bool,
+    diff: bool,
 ) -> None:
     """Lint PyTorch source files and folders (default: the current folder)."""
     from_stdin = stdin_filename is not None or paths == (Path("-"),)
@@ -92,11 +105,24 @@ def check(
         rules = selected_rules(config)
         if from_stdin:
             name = stdin_filename or "-"
-            results = [lint_source(sys.stdin.buffer.read(), name, config, rules)]
+            source = sys.stdin.buffer.read()
+            results = [lint_source(source, name, config, rules)]
+            if fix or diff:
+                _fail("--fix and --diff need files, not standard input")
         else:
             files = discover(list(paths) or [Path(".")], config)
-            results = list(lint_paths(files, config, rules))
-    except (ConfigError, DiscoveryError) as exc:
+            folder = None if no_cache else (cache_dir or config.root / CACHE_DIR_NAME)
+            options = RunOptions(jobs=jobs, cache_dir=folder)
+            results = lint_tree(files, config, rules, options)
+            if diff:
+                _write(_fix_diffs(results), output_file)
+                changed = any(r.findings and any(f.fix for f in r.findings) for r in results)
+                sys.exit(EXIT_FINDINGS if changed and not exit_zero else EXIT_CLEAN)
+            if fix:
+                fixed, results = _apply_fixes(results, files, config, rules, options)
+                if fixed and not quiet:
+                    click.echo(f"Fixed {fixed} finding{'s' * (fixed != 1)}.", err=True)
+    except (ConfigError, DiscoveryError, FixError) as exc:
         _fail(str(exc))
     report = RENDERERS[output_format](results, rules)
     human = output_format in ("concise", "full")
@@ -108,6 +134,43 @@ def check(
     threshold = Severity(fail_on).rank
     failing = any(f.severity.rank >= threshold for r in results for f in r.findings)
     sys.exit(EXIT_FINDINGS if failing and not exit_zero else EXIT_CLEAN)
+
+
+def _fixed_sources(results: Sequence[FileResult]) -> Iterator[tuple[Path, str, str, int]]:
+    """(path, old text, new text, fixes applied) for every file with applicable fixes."""
+    for result in results:
+        fixes = [f.fix for f in result.findings if f.fix is not None]
+        if not fixes:
+            continue
+        path = Path(result.path)
+        try:
+            old = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue  # fixes are applied to UTF-8 files only
+        new, applied = apply_fixes(old, fixes)
+        if applied and new != old:
+            check_parses(new, result.path)
+            yield path, old, new, applied
+
+
+def _fix_diffs(results: Sequence[FileResult]) -> str:
+    return "".join(unified_diff(old, new, path.as_posix()) for path, old, new, _ in _fixed_sources(results))
+
+
+def _apply_fixes(
+    results: list[FileResult],
+    files: list[Path],
+    config: Config,
+    rules: Sequence[Any],
+    options: RunOptions,
+) -> tuple[int, list[FileResult]]:
+    total = 0
+    for path, _, new, applied in list(_fixed_sources(results)):
+        write_atomically(path, new)
+        total += applied
+    if total:
+        results = lint_tree(files, config, rules, options)
+    return total, results
 
 
 def _resolve_config(explicit: Path | None, paths: Sequence[Path], stdin_name: str | None) -> Config:
@@ -153,6 +216,22 @@ def _write(report: str, target: Path | None) -> None:
 def _fail(message: str) -> None:
     click.echo(f"gradlint: error: {message}", err=True)
     sys.exit(EXIT_ERROR)
+
+
+@cli.command("clean")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="The cache folder to delete.")
+def clean_command(cache_dir: Path | None) -> None:
+    """Delete the cache folder."""
+    try:
+        config = load_config(find_config_file(Path(".")))
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    folder = cache_dir or config.root / CACHE_DIR_NAME
+    if clean(folder):
+        click.echo(f"Removed {folder}")
+    else:
+        click.echo(f"No cache at {folder}")
 
 
 @cli.command("rules")

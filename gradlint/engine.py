@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import libcst as cst
@@ -14,25 +14,31 @@ from gradlint.config import Config
 from gradlint.discovery import relative_to_root
 from gradlint.findings import FileResult, Finding, Severity
 from gradlint.registry import ENGINE_CODES, is_selected, options_for, selected_rules, severity_for
+from gradlint.project import Deferred, FileSummary, module_name
 from gradlint.rule import Rule, RuleContext
 from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.summary import class_facts
 from gradlint.suppression import has_skip_file, ignored_by_path, is_suppressed, noqa_lines
 from gradlint.traversal import Dispatcher
+
+
+def lint_file(path: Path, config: Config, rules: Sequence[type[Rule]]) -> FileResult:
+    """Read and lint one file; an unreadable file becomes a GL001 finding."""
+    display = path.as_posix()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return unreadable(display, f"cannot read file: {exc.strerror or exc}", config)
+    return lint_source(data, display, config, rules, module=module_name(path))
 
 
 def lint_paths(
     paths: Sequence[Path], config: Config, rules: Sequence[type[Rule]] | None = None
 ) -> Iterator[FileResult]:
-    """Lint each file, in the order given; unreadable files become GL001 findings."""
+    """Lint each file, in the order given, one file at a time (no project phase)."""
     chosen = list(selected_rules(config)) if rules is None else list(rules)
     for path in paths:
-        display = path.as_posix()
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            yield _unreadable(display, f"cannot read file: {exc.strerror or exc}", config)
-            continue
-        yield lint_source(data, display, config, chosen)
+        yield lint_file(path, config, chosen)
 
 
 def lint_source(
@@ -40,8 +46,13 @@ def lint_source(
     path: str,
     config: Config | None = None,
     rules: Sequence[type[Rule]] | None = None,
+    module: tuple[str, bool] | None = None,
 ) -> FileResult:
-    """Lint one file's source; never raises for bad input or a failing rule."""
+    """Lint one file's source; never raises for bad input or a failing rule.
+
+    `module` is the file's dotted module name and whether it is a package `__init__`, for
+    the project phase; by default it is derived from `path`.
+    """
     config = config or Config()
     chosen = list(selected_rules(config)) if rules is None else list(rules)
     try:
@@ -49,18 +60,29 @@ def lint_source(
     except (UnicodeDecodeError, SyntaxError, LookupError) as exc:
         line = _decode_error_line(source, exc)
         message = f"file is not valid text in its declared encoding: {exc}"
-        return _unreadable(path, message, config, line)
+        return unreadable(path, message, config, line)
     if has_skip_file(text):
         return FileResult(path=path, skipped="gradlint: skip-file")
     try:
-        module = cst.parse_module(text)
+        tree = cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
         message, line, column = _syntax_error(text, path, exc)
-        return _unreadable(path, f"syntax error: {message}", config, line, column)
+        return unreadable(path, f"syntax error: {message}", config, line, column)
     except RecursionError:
-        return _unreadable(path, "file is nested too deeply to parse", config)
-    findings = _run_rules(module, path, config, chosen)
-    return _finish(path, text, findings, config)
+        return unreadable(path, "file is nested too deeply to parse", config)
+    findings, index, deferred = _run_rules(tree, path, config, chosen)
+    noqa = noqa_lines(text)
+    name, is_package = module if module is not None else module_name(Path(path))
+    summary = FileSummary(
+        path=path,
+        module=name,
+        is_package=is_package,
+        imports=dict(index.names.aliases),
+        classes=class_facts(index, text) if index.module_classes else {},
+        deferred=tuple(deferred),
+        noqa={line: tuple(codes) for line, codes in noqa.items()},
+    )
+    return _finish(path, text, findings, config, noqa, summary)
 
 
 def _decode(source: str | bytes) -> str:
@@ -93,7 +115,7 @@ def _syntax_error(text: str, path: str, exc: cst.ParserSyntaxError) -> tuple[str
 
 def _run_rules(
     module: cst.Module, path: str, config: Config, rules: Sequence[type[Rule]]
-) -> list[Finding]:
+) -> tuple[list[Finding], TorchIndex, list[Deferred]]:
     wrapper = cst.MetadataWrapper(module, unsafe_skip_copy=True)
     index = TorchIndex(module)
     instances = [
@@ -122,9 +144,10 @@ def _run_rules(
     try:
         dispatcher.walk(module)
     except RecursionError:
-        return [_engine_finding(path, "GL001", "file is nested too deeply to analyse")]
-    findings = [f for rule in instances if rule not in dispatcher.crashed for f in rule.findings]
-    return findings + crashes
+        return [_engine_finding(path, "GL001", "file is nested too deeply to analyse")], index, []
+    kept = [rule for rule in instances if rule not in dispatcher.crashed]
+    findings = [f for rule in kept for f in rule.findings]
+    return findings + crashes, index, [item for rule in kept for item in rule.deferred]
 
 
 def _engine_finding(path: str, code: str, message: str, line: int = 1, column: int = 1) -> Finding:
@@ -134,20 +157,35 @@ def _engine_finding(path: str, code: str, message: str, line: int = 1, column: i
     )
 
 
-def _unreadable(path: str, message: str, config: Config, line: int = 1, column: int = 1) -> FileResult:
+def unreadable(path: str, message: str, config: Config, line: int = 1, column: int = 1) -> FileResult:
     if not is_selected("GL001", ENGINE_CODES["GL001"], config):
         return FileResult(path=path)
     return FileResult(path=path, findings=(_engine_finding(path, "GL001", message, line, column),))
 
 
-def _finish(path: str, text: str, findings: list[Finding], config: Config) -> FileResult:
-    if findings:
-        noqa = noqa_lines(text)
-        relative = relative_to_root(Path(path), config.root)
-        findings = [
-            f for f in findings
-            if not is_suppressed(f, noqa) and not ignored_by_path(f, relative, config.per_file_ignores)
-        ]
-    findings.sort(key=lambda f: f.sort_key)
+def _finish(
+    path: str,
+    text: str,
+    findings: list[Finding],
+    config: Config,
+    noqa: dict[int, frozenset[str]],
+    summary: FileSummary,
+) -> FileResult:
+    findings = keep_unsuppressed(findings, noqa, config)
     lines = tuple(text.splitlines()) if findings else ()
-    return FileResult(path=path, findings=tuple(findings), source_lines=lines)
+    return FileResult(path=path, findings=tuple(findings), source_lines=lines, summary=summary)
+
+
+def keep_unsuppressed(
+    findings: Sequence[Finding], noqa: Mapping[int, Collection[str]], config: Config
+) -> list[Finding]:
+    """Drop findings silenced by `# noqa` or per-file-ignores, sorted by position."""
+    if not findings:
+        return []
+    relative = relative_to_root(Path(findings[0].path), config.root)
+    kept = [
+        f
+        for f in findings
+        if not is_suppressed(f, noqa) and not ignored_by_path(f, relative, config.per_file_ignores)
+    ]
+    return sorted(kept, key=lambda f: f.sort_key)

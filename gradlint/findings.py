@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gradlint.project import FileSummary
 
 
 class Severity(str, enum.Enum):
@@ -16,6 +20,25 @@ class Severity(str, enum.Enum):
     @property
     def rank(self) -> int:
         return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace the text from (line, column) to (end_line, end_column), 1-based, end exclusive."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    replacement: str
+
+
+@dataclass(frozen=True)
+class Fix:
+    """An automatic fix a rule offers; `message` says in words what the edits do."""
+
+    message: str
+    edits: tuple[Edit, ...]
 
 
 @dataclass(frozen=True)
@@ -32,7 +55,7 @@ class Finding:
     severity: Severity
     message: str
     hint: str | None = None
-    fix: None = None  # autofix does not exist yet; kept so JSON output has a stable shape
+    fix: Fix | None = None
 
     @property
     def sort_key(self) -> tuple[str, int, int, str]:
@@ -47,3 +70,4 @@ class FileResult:
     findings: tuple[Finding, ...] = ()
     skipped: str | None = None  # reason the file was not linted at all (skip-file comment)
     source_lines: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    summary: FileSummary | None = field(default=None, repr=False, compare=False)

@@ -11,31 +11,12 @@ import difflib
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
 import libcst as cst
 
-
-@dataclass(frozen=True)
-class Edit:
-    line: int
-    column: int
-    end_line: int
-    end_column: int
-    replacement: str
-
-
-@dataclass(frozen=True)
-class Fix:
-    """What a rule proposes; `message` says in words what the edit does."""
-
-    message: str
-    edits: tuple[Edit, ...]
-
-    def to_json(self) -> dict[str, object]:
-        return {"message": self.message, "edits": [vars(e) for e in self.edits]}
+from gradlint.findings import Edit, Fix
 
 
 class FixError(Exception):
@@ -109,5 +90,5 @@ def write_atomically(path: Path, text: str, encoding: str = "utf-8") -> None:
         raise
 
 
-def fixes_of(findings: Sequence[object]) -> list[Fix]:
-    return [f.fix for f in findings if getattr(f, "fix", None) is not None]  # type: ignore[attr-defined]
+def fix_as_json(fix: Fix) -> dict[str, object]:
+    return {"message": fix.message, "edits": [vars(e) for e in fix.edits]}

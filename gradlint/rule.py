@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import libcst as cst
 from libcst.metadata import CodeRange, PositionProvider
 
-from gradlint.findings import Finding, Severity
+from gradlint.findings import Edit, Finding, Fix, Severity
+from gradlint.project import ClassFacts, Deferred, FileSummary
 
 if TYPE_CHECKING:
     from gradlint.semantics.index import TorchIndex
@@ -81,6 +82,7 @@ class Rule:
     def __init__(self, context: RuleContext) -> None:
         self.context = context
         self.findings: list[Finding] = []
+        self.deferred: list[Deferred] = []
 
     # -- declarations -------------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class Rule:
         *,
         message: str | None = None,
         severity: Severity | None = None,
+        fix: Fix | None = None,
         **fields: Any,
     ) -> None:
         """Record a finding at `node`; `severity` overrides SEVERITY for this finding only."""
@@ -137,5 +140,44 @@ class Rule:
                 severity=self.context.severity or severity or self.SEVERITY,
                 message=text,
                 hint=self.HINT,
+                fix=fix,
             )
         )
+
+    def replace(self, node: cst.CSTNode, replacement: str) -> Edit:
+        """An edit that replaces the source text of `node` (for fixes)."""
+        where = self.position(node)
+        return Edit(
+            where.start.line, where.start.column + 1, where.end.line, where.end.column + 1, replacement
+        )
+
+    def insert_before(self, node: cst.CSTNode, text: str) -> Edit:
+        """An edit that inserts `text` where `node` starts (for fixes)."""
+        where = self.position(node)
+        return Edit(where.start.line, where.start.column + 1, where.start.line, where.start.column + 1, text)
+
+    # -- the project phase ----------------------------------------------------------------
+
+    def defer(self, node: cst.CSTNode, qualified: str, **data: Any) -> None:
+        """Leave a finding at `node` for the project phase, which knows the imported class
+        `qualified` (as this file's imports spell it); `resolve_deferred` decides on it."""
+        where = self.position(node)
+        self.deferred.append(
+            Deferred(
+                code=self.CODE,
+                qualified=qualified,
+                line=where.start.line,
+                column=where.start.column + 1,
+                end_line=where.end.line,
+                end_column=where.end.column + 1,
+                data=data,
+            )
+        )
+
+    @classmethod
+    def resolve_deferred(
+        cls, item: Deferred, facts: ClassFacts, where: FileSummary
+    ) -> str | None:
+        """The message of the finding, once `item.qualified` is known to be the class
+        `facts` defined in the file `where`; None when there is nothing to report."""
+        return None

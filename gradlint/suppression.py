@@ -6,7 +6,7 @@ import fnmatch
 import io
 import re
 import tokenize
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import PurePath
 
 from gradlint.findings import Finding
@@ -53,11 +53,11 @@ def noqa_lines(source: str) -> dict[int, frozenset[str]]:
     return result
 
 
-def is_suppressed(finding: Finding, noqa: dict[int, frozenset[str]]) -> bool:
+def is_suppressed(finding: Finding, noqa: Mapping[int, Collection[str]]) -> bool:
     codes = noqa.get(finding.line)
     if codes is None:
         return False
-    return codes is ALL or any(finding.code.startswith(code) for code in codes)
+    return "*" in codes or any(finding.code.startswith(code) for code in codes)
 
 
 def path_matches(relative: str, pattern: str) -> bool:

@@ -139,7 +139,9 @@ def test_linting_never_writes_to_the_linted_files(project: Path) -> None:
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
     for output in ("concise", "full", "json", "github", "sarif"):
         assert run("--format", output, ".").exit_code == 1
-    assert sorted(project.iterdir()) == files, "gradlint created files next to the sources"
+    created = sorted(p for p in project.iterdir() if p.name != ".gradlint_cache")
+    assert created == files, "gradlint created files next to the sources (besides its cache)"
+    assert (project / ".gradlint_cache" / ".gitignore").is_file()
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before
 
 
@@ -355,7 +357,7 @@ def test_internal_error_has_no_traceback(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(gradlint.cli, "lint_paths", explode)
+    monkeypatch.setattr(gradlint.cli, "lint_tree", explode)
     monkeypatch.setattr(sys, "argv", ["gradlint", "bad.py"])
     with pytest.raises(SystemExit) as exit_info:
         gradlint.cli.main()
@@ -473,7 +475,12 @@ def test_fixture_project_end_to_end(fixture_project: Path) -> None:
     lines = result.stdout.splitlines()
     assert [line.split(":")[0] for line in lines[:-1]] == ["src/broken.py", "src/model.py"]
     assert lines[-1] == "Found 2 findings in 2 files (6 checked)."
-    assert {p: p.read_bytes() for p in fixture_project.rglob("*") if p.is_file()} == before
+    after = {
+        p: p.read_bytes()
+        for p in fixture_project.rglob("*")
+        if p.is_file() and ".gradlint_cache" not in p.parts
+    }
+    assert after == before
 
 
 def test_fixture_project_json(fixture_project: Path) -> None:

@@ -1,0 +1,199 @@
+"""Lint a tree: prefilter, cache, parallel per-file work, then the project phase."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gradlint.cache import Cache
+from gradlint.config import Config
+from gradlint.engine import keep_unsuppressed, lint_source, unreadable
+from gradlint.findings import FileResult, Finding
+from gradlint.project import Deferred, FileSummary, Project, module_name
+from gradlint.registry import find_rule, severity_for
+from gradlint.rule import Rule
+
+PARALLEL_MIN_FILES = 16  # below this, starting workers costs more than it saves
+TORCH_MARKERS = (b"torch", b"lightning")
+_IMPORT = re.compile(rb"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import|import[ \t]+([\w.]+))", re.M)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    jobs: int = 0  # 0: one per available core
+    cache_dir: Path | None = None  # None: no cache
+    prefilter: bool = True
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def lint_tree(
+    paths: Sequence[Path], config: Config, rules: Sequence[type[Rule]], options: RunOptions
+) -> list[FileResult]:
+    """Results for every file, sorted by path, with project-phase findings merged in."""
+    sources = [(path, _read(path)) for path in paths]
+    wanted = _may_hold_torch(sources) if options.prefilter else None
+    cache = Cache(options.cache_dir, _settings(config, rules)) if options.cache_dir else None
+    results: dict[str, FileResult] = {}
+    work: list[tuple[str, bytes | OSError, tuple[str, bool], str | None]] = []
+    for path, data in sources:
+        display = path.as_posix()
+        if wanted is not None and not isinstance(data, OSError) and path not in wanted:
+            results[display] = FileResult(path=display, skipped="no torch and no local import")
+            continue
+        key = cache.key(display, data) if cache and not isinstance(data, OSError) else None
+        hit = cache.get(key) if cache and key else None
+        if hit is not None:
+            results[display] = hit
+        else:
+            work.append((display, data, module_name(path), key))
+    for (display, _, _, key), result in zip(work, _run(work, config, rules, options.jobs)):
+        results[display] = result
+        if cache and key:
+            cache.put(key, result)
+    ordered = [results[p.as_posix()] for p in paths]
+    return _project_phase(ordered, config, rules)
+
+
+def _read(path: Path) -> bytes | OSError:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return exc
+
+
+def _settings(config: Config, rules: Sequence[type[Rule]]) -> str:
+    return config.fingerprint() + "|" + ",".join(rule.CODE for rule in rules)
+
+
+def _may_hold_torch(sources: Sequence[tuple[Path, bytes | OSError]]) -> set[Path]:
+    """Files that mention torch, or import a module of the linted tree (relative included)."""
+    local: set[str] = set()
+    for path, _ in sources:
+        name, _ = module_name(path)
+        parts = name.split(".")
+        local.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    keep: set[Path] = set()
+    for path, data in sources:
+        if isinstance(data, OSError) or any(marker in data for marker in TORCH_MARKERS):
+            keep.add(path)
+            continue
+        for match in _IMPORT.finditer(data):
+            module = (match.group(1) or match.group(2) or b"").decode("ascii", "replace")
+            if module.startswith(".") or module in local or module.split(".")[0] in local:
+                keep.add(path)
+                break
+    return keep
+
+
+# -- per-file work, in this process or in workers --------------------------------------------
+
+_WORKER: tuple[Config, list[type[Rule]]] | None = None
+
+
+def _init_worker(config: Config, codes: list[str]) -> None:
+    global _WORKER
+    _WORKER = (config, [rule for code in codes if (rule := find_rule(code)) is not None])
+
+
+def _lint_one(item: tuple[str, bytes | OSError, tuple[str, bool], str | None]) -> FileResult:
+    assert _WORKER is not None
+    config, rules = _WORKER
+    display, data, module, _ = item
+    if isinstance(data, OSError):
+        return lint_source_error(display, data, config)
+    return lint_source(data, display, config, rules, module=module)
+
+
+def lint_source_error(display: str, error: OSError, config: Config) -> FileResult:
+    return unreadable(display, f"cannot read file: {error.strerror or error}", config)
+
+
+def _run(
+    work: list[tuple[str, bytes | OSError, tuple[str, bool], str | None]],
+    config: Config,
+    rules: Sequence[type[Rule]],
+    jobs: int,
+) -> Iterable[FileResult]:
+    jobs = jobs or default_jobs()
+    codes = [rule.CODE for rule in rules]
+    if jobs == 1 or len(work) < PARALLEL_MIN_FILES:
+        _init_worker(config, codes)
+        return [_lint_one(item) for item in work]
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    chunk = max(1, len(work) // (jobs * 8))
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context(method),
+        initializer=_init_worker,
+        initargs=(config, codes),
+    ) as pool:
+        return list(pool.map(_lint_one, work, chunksize=chunk))
+
+
+# -- the project phase ---------------------------------------------------------------------
+
+
+def _project_phase(
+    results: list[FileResult], config: Config, rules: Sequence[type[Rule]]
+) -> list[FileResult]:
+    summaries = [r.summary for r in results if r.summary is not None]
+    if not any(s.deferred for s in summaries):
+        return results
+    project = Project(summaries)
+    by_code = {rule.CODE: rule for rule in rules}
+    extra: dict[str, list[Finding]] = {}
+    for summary in summaries:
+        for item in summary.deferred:
+            rule = by_code.get(item.code)
+            found = project.find_class(item.qualified, summary) if rule else None
+            if rule is None or found is None:
+                continue  # rule not selected, or the class is not in the linted tree
+            where, facts = found
+            message = rule.resolve_deferred(item, facts, where)
+            if message is not None:
+                extra.setdefault(summary.path, []).append(_finding(rule, config, item, message, summary))
+    return [_merge(result, extra.get(result.path, []), config) for result in results]
+
+
+def _finding(
+    rule: type[Rule], config: Config, item: Deferred, message: str, summary: FileSummary
+) -> Finding:
+    return Finding(
+        path=summary.path,
+        line=item.line,
+        column=item.column,
+        end_line=item.end_line,
+        end_column=item.end_column,
+        code=rule.CODE,
+        name=rule.name(),
+        severity=severity_for(rule, config) or rule.SEVERITY,
+        message=message,
+        hint=rule.HINT,
+    )
+
+
+def _merge(result: FileResult, extra: list[Finding], config: Config) -> FileResult:
+    if not extra or result.summary is None:
+        return result
+    kept = keep_unsuppressed(extra, result.summary.noqa, config)
+    if not kept:
+        return result
+    lines = result.source_lines
+    if not lines:
+        try:
+            lines = tuple(Path(result.path).read_text(encoding="utf-8", errors="replace").splitlines())
+        except OSError:
+            lines = ()
+    findings = sorted((*result.findings, *kept), key=lambda f: f.sort_key)
+    return replace(result, findings=tuple(findings), source_lines=lines)
