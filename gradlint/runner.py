@@ -15,7 +15,7 @@ from gradlint.config import Config
 from gradlint.engine import keep_unsuppressed, lint_source, unreadable
 from gradlint.findings import FileResult, Finding
 from gradlint.project import Deferred, FileSummary, Project, module_name
-from gradlint.registry import find_rule, severity_for
+from gradlint.registry import severity_for
 from gradlint.rule import Rule
 
 PARALLEL_MIN_FILES = 16  # below this, starting workers costs more than it saves
@@ -101,9 +101,9 @@ def _may_hold_torch(sources: Sequence[tuple[Path, bytes | OSError]]) -> set[Path
 _WORKER: tuple[Config, list[type[Rule]]] | None = None
 
 
-def _init_worker(config: Config, codes: list[str]) -> None:
+def _init_worker(config: Config, rules: list[type[Rule]]) -> None:
     global _WORKER
-    _WORKER = (config, [rule for code in codes if (rule := find_rule(code)) is not None])
+    _WORKER = (config, rules)  # rule classes travel to workers by reference (module + name)
 
 
 def _lint_one(item: tuple[str, bytes | OSError, tuple[str, bool], str | None]) -> FileResult:
@@ -126,9 +126,9 @@ def _run(
     jobs: int,
 ) -> Iterable[FileResult]:
     jobs = jobs or default_jobs()
-    codes = [rule.CODE for rule in rules]
+    chosen = list(rules)
     if jobs == 1 or len(work) < PARALLEL_MIN_FILES:
-        _init_worker(config, codes)
+        _init_worker(config, chosen)
         return [_lint_one(item) for item in work]
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     chunk = max(1, len(work) // (jobs * 8))
@@ -136,7 +136,7 @@ def _run(
         max_workers=jobs,
         mp_context=multiprocessing.get_context(method),
         initializer=_init_worker,
-        initargs=(config, codes),
+        initargs=(config, chosen),
     ) as pool:
         return list(pool.map(_lint_one, work, chunksize=chunk))
 
