@@ -181,9 +181,16 @@ MODEL_PASS_THROUGH_METHODS = frozenset(
 # Clipping helpers beyond torch's own (timm's dispatcher, adaptive clipping).
 MORE_CLIP_FUNCTIONS = frozenset(
     {"timm.utils.dispatch_clip_grad", "timm.utils.clip_grad.dispatch_clip_grad",
-     "timm.utils.adaptive_clip_grad", "timm.utils.agc.adaptive_clip_grad"}
+     "timm.utils.adaptive_clip_grad", "timm.utils.agc.adaptive_clip_grad",
+     "torch.nn.utils.clip_grads_with_norm_"}
 )
-MORE_CLIP_METHODS = frozenset({"dispatch_clip_grad", "adaptive_clip_grad", "clip_grad", "clip_grads"})
+MORE_CLIP_METHODS = frozenset(
+    {"dispatch_clip_grad", "adaptive_clip_grad", "clip_grad", "clip_grads",
+     "clip_grads_with_norm_"}
+)
+# Optimizer factories: `create_optimizer_v2(model, "adamw", lr=...)` takes the model first and
+# the learning rate only by keyword.
+OPTIMIZER_FACTORIES = frozenset({"timm.optim.create_optimizer_v2", "timm.optim.create_optimizer"})
 # Keyword arguments that switch clipping on somewhere else (Lightning Trainer, HF Trainer,
 # timm's loss scaler, Keras-style optimizers).
 CLIP_CONFIG_KEYWORDS = frozenset(
@@ -196,4 +203,5 @@ NO_SCHEDULE_OPTIMIZERS = frozenset({"torch.optim.LBFGS", "torch.optim.lbfgs.LBFG
 SCHEDULE_CALL_FRAGMENTS = (
     "schedul", "adjust_learning_rate", "adjust_lr", "lr_decay", "decay_lr", "update_lr",
     "set_lr", "reducelronplateau", "lr_warmup", "warmup_lr", "cosine_lr", "poly_lr",
+    "lr_sched", "swalr",
 )
