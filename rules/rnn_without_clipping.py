@@ -3,6 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.project import ClassFacts, Deferred, FileSummary
 from gradlint.semantics.training import training_facts
 
 
@@ -24,8 +25,9 @@ class RnnWithoutClipping(Rule):
     recurrent models.
 
     ## Known limitations
-    Only one file is analysed (cross-file analysis is planned): a model class imported from
-    another module counts as unknown, and a clipping helper defined elsewhere is not seen.
+    A model class imported from another file of the linted tree is followed through the
+    imports (relative imports, `import pkg.mod as m`, re-exports in `__init__.py`); classes
+    from outside the tree are unknown, and a clipping helper defined elsewhere is not seen.
     When the optimizer's model cannot be resolved, the rule reports only if every model
     built in the file holds an RNN; otherwise it stays quiet. `backward()` and `step()` must
     sit in the same function. Lightning's automatic optimization has no visible `step()`
@@ -341,3 +343,17 @@ class RnnWithoutClipping(Rule):
             layer = facts.rnn_layer(step)
             if layer is not None:
                 self.report(step.step, layer=layer)
+                continue
+            imported = facts.imported_model(step)
+            if imported is not None:
+                self.defer(step.step, imported)  # the project phase knows that class
+
+    @classmethod
+    def resolve_deferred(cls, item: Deferred, facts: ClassFacts, where: FileSummary) -> str | None:
+        if facts.rnn is None:
+            return None  # the imported model holds no recurrent layer
+        return (
+            f"this step trains `{facts.name}` ({where.path}:{facts.line}), which holds an "
+            f"`nn.{facts.rnn}`, without gradient clipping; backprop through time multiplies the "
+            "gradient by the recurrent matrix once per time step, so gradients can explode"
+        )

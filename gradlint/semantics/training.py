@@ -167,6 +167,27 @@ class TrainingFacts:
             key, where = alias, pairs[0][1]  # `self.model = model`: follow the alias
         return None
 
+    def imported_model(self, step: TrainingStep) -> str | None:
+        """The imported class (`models.rnn.Encoder`, `.rnn.Encoder`) whose instance this step
+        trains, when the model is built from a class of another file; None otherwise."""
+        built = step.construction
+        if built is None or built.params is None:
+            return None
+        calls = m.findall(built.params, m.Call(func=m.Attribute(attr=_PARAMS_METHODS)))
+        for call in calls:
+            key = dotted_name(receiver(cst.ensure_type(call, cst.Call)))
+            where = built.function
+            for _ in range(_MAX_HOPS):
+                pairs = self._pairs(key, where) if key is not None else []
+                if len(pairs) != 1:
+                    break  # unknown, or assigned in several places
+                value, where = recurrent.unwrap(pairs[0][0]), pairs[0][1]
+                name = self.index.call_name(value)
+                if name is not None and not name.startswith(("torch.", "lightning")):
+                    return name
+                key = dotted_name(value)
+        return None
+
     def _attribute_rnn(self, key: str, where: Function) -> str:
         """The RNN in `model.encoder` when `model` is a local class; "" (quiet) otherwise."""
         base, attr = key.rsplit(".", 1)
