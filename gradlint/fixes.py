@@ -66,7 +66,7 @@ def check_parses(text: str, path: str) -> None:
 def unified_diff(old: str, new: str, path: str) -> str:
     return "".join(
         difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}"
+            old.splitlines(keepends=True), new.splitlines(keepends=True), path, path
         )
     )
 

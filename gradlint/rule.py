@@ -35,6 +35,11 @@ class Invalid:
     code: str
     line: int | None = None
     message: str | None = None  # a substring the message must contain
+    fixed: str | None = None  # the source after autofix; having it marks the rule fixable
+
+    @property
+    def fixed_source(self) -> str | None:
+        return None if self.fixed is None else _dedent(self.fixed)
 
     @property
     def source(self) -> str:

@@ -3,8 +3,10 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.findings import Edit, Fix
 from gradlint.project import ClassFacts, Deferred, FileSummary
-from gradlint.semantics.training import training_facts
+from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.training import TrainingStep, training_facts
 
 
 class RnnWithoutClipping(Rule):
@@ -23,6 +25,11 @@ class RnnWithoutClipping(Rule):
     gating tames vanishing gradients, not exploding ones. Clipping the gradient norm
     (`torch.nn.utils.clip_grad_norm_`) bounds every update and is standard practice for
     recurrent models.
+
+    ## Fix
+    `--fix` inserts `torch.nn.utils.clip_grad_norm_(<the parameters the optimizer was built
+    with>, max_norm=1.0)` right before the step (and `scaler.unscale_(optimizer)` first under
+    AMP). This changes training: review the threshold; 1.0 is a common default for RNNs.
 
     ## Known limitations
     A model class imported from another file of the linted tree is followed through the
@@ -251,7 +258,23 @@ class RnnWithoutClipping(Rule):
                 loss = criterion(model(x), y)
                 loss.backward()
                 optimizer.step()
-        """, line=14, message="nn.LSTM"),
+        """, line=14, message="nn.LSTM", fixed="""
+            import torch
+            from torch import nn
+            class Seq2Seq(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.rnn = nn.LSTM(32, 64, batch_first=True)
+                    self.head = nn.Linear(64, 10)
+            model = Seq2Seq()
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss = criterion(model(x), y)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+                optimizer.step()
+        """),
         # AMP without unscale_ + clip
         Invalid("""
             import torch
@@ -342,11 +365,35 @@ class RnnWithoutClipping(Rule):
                 continue  # clipped between backward and step
             layer = facts.rnn_layer(step)
             if layer is not None:
-                self.report(step.step, layer=layer)
+                self.report(step.step, layer=layer, fix=self._clip_fix(step))
                 continue
             imported = facts.imported_model(step)
             if imported is not None:
                 self.defer(step.step, imported)  # the project phase knows that class
+
+    def _clip_fix(self, step: TrainingStep) -> Fix | None:
+        """Insert `clip_grad_norm_(<the optimizer's parameters>, max_norm=1.0)` before the step
+        (after `scaler.unscale_(optimizer)` under AMP); None when that cannot be written safely."""
+        built = step.construction
+        if built is None or built.params is None or not _is_parameters_call(built.params):
+            return None  # param groups or generators: the right parameters are not obvious
+        clip = _clip_function(self.index)
+        if clip is None:
+            return None  # neither `torch` nor `nn` is imported under its usual name
+        where = self.position(step.step)
+        line_text = self.context.module.code.splitlines()[where.start.line - 1]
+        indent = line_text[: len(line_text) - len(line_text.lstrip())]
+        if line_text.strip() != self.context.module.code_for_node(step.step).strip():
+            return None  # the step shares its line with other code
+        params = self.context.module.code_for_node(built.params)
+        lines = []
+        receiver = step.step.func.value if isinstance(step.step.func, cst.Attribute) else None
+        if receiver is not None and step.step.args and "scaler" in self.context.module.code_for_node(receiver):
+            optimizer = self.context.module.code_for_node(step.step.args[0].value)
+            lines.append(f"{indent}{self.context.module.code_for_node(receiver)}.unscale_({optimizer})\n")
+        lines.append(f"{indent}{clip}({params}, max_norm=1.0)\n")
+        edit = Edit(where.start.line, 1, where.start.line, 1, "".join(lines))
+        return Fix("clip the gradient norm to 1.0 before the optimizer step", (edit,))
 
     @classmethod
     def resolve_deferred(cls, item: Deferred, facts: ClassFacts, where: FileSummary) -> str | None:
@@ -357,3 +404,23 @@ class RnnWithoutClipping(Rule):
             f"`nn.{facts.rnn}`, without gradient clipping; backprop through time multiplies the "
             "gradient by the recurrent matrix once per time step, so gradients can explode"
         )
+
+
+def _is_parameters_call(node: cst.BaseExpression) -> bool:
+    """`model.parameters()` / `self.net.parameters()`: one model's parameters, nothing else."""
+    return (
+        isinstance(node, cst.Call)
+        and not node.args
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value == "parameters"
+    )
+
+
+def _clip_function(index: TorchIndex) -> str | None:
+    for local, target in index.names.aliases.items():
+        if target == "torch" and local == "torch":
+            return "torch.nn.utils.clip_grad_norm_"
+    for local, target in index.names.aliases.items():
+        if target == "torch.nn":
+            return f"{local}.utils.clip_grad_norm_"
+    return None

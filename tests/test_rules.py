@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gradlint import Invalid, Rule, Valid
+from gradlint.fixes import apply_fixes
 from gradlint.registry import all_rules
 from gradlint.testing import run_rule
 
@@ -41,6 +42,11 @@ def test_case(item: tuple[type[Rule], Valid | Invalid]) -> None:
         assert [f.line for f in findings] == [case.line], findings
     if case.message is not None:
         assert any(case.message in f.message for f in findings), findings
+    if case.fixed_source is not None:
+        fixed, applied = apply_fixes(case.source, [f.fix for f in findings if f.fix])
+        assert applied, f"{rule.CODE} offers no fix for:\n{case.source}"
+        assert fixed == case.fixed_source
+        assert not run_rule(rule, fixed), "the fixed source still triggers the rule"
 
 
 @pytest.mark.parametrize("rule", all_rules(), ids=lambda r: r.CODE)
