@@ -13,6 +13,7 @@ import libcst as cst
 from gradlint.config import Config
 from gradlint.discovery import relative_to_root
 from gradlint.findings import FileResult, Finding, Severity
+from gradlint.guard import refusal
 from gradlint.registry import ENGINE_CODES, is_selected, options_for, selected_rules, severity_for
 from gradlint.project import Deferred, FileSummary, module_name
 from gradlint.rule import Rule, RuleContext
@@ -63,6 +64,9 @@ def lint_source(
         return unreadable(path, message, config, line)
     if has_skip_file(text):
         return FileResult(path=path, skipped="gradlint: skip-file")
+    refused = refusal(source if isinstance(source, bytes) else text.encode("utf-8", "surrogatepass"))
+    if refused is not None:
+        return unreadable(path, refused, config)
     try:
         tree = cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
