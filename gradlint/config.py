@@ -74,10 +74,10 @@ def find_config_file(start: Path) -> Path | None:
 
 def _has_gradlint_table(path: Path) -> bool:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        data = path.read_bytes()
+    except OSError:
         return False
-    return "[tool.gradlint" in text or "tool.gradlint" in text
+    return b"tool.gradlint" in data  # a cheap test; the loader validates the file properly
 
 
 def load_config(path: Path | None) -> Config:

@@ -76,7 +76,10 @@ class FileSummary:
 
 def module_name(path: Path) -> tuple[str, bool]:
     """Dotted module name of a file, from the package folders (with __init__.py) around it."""
-    path = path.resolve()
+    try:
+        path = path.resolve()
+    except (RuntimeError, OSError):  # a symlink loop: name it from the path as written
+        path = path.absolute()
     is_package = path.stem == "__init__"
     parts = [] if is_package else [path.stem]
     folder = path.parent
