@@ -38,7 +38,8 @@ class SelectionError(ConfigError):
 @lru_cache(maxsize=1)
 def all_rules() -> tuple[type[Rule], ...]:
     """Every built-in rule class, sorted by code."""
-    import gradlint.rules as package
+    # rules/ is mapped to gradlint.rules by the build backend; mypy sees it as a folder
+    import gradlint.rules as package  # type: ignore[import-not-found,unused-ignore]
 
     found: list[type[Rule]] = []
     for info in pkgutil.iter_modules(package.__path__):

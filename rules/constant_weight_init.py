@@ -313,7 +313,9 @@ class ConstantWeightInit(Rule):
         for attr, value in info.attrs.items():
             if attr not in matrices or (info.name, attr) in self._random_inits:
                 continue  # not used as a weight matrix, or drawn at random later
-            if self.index.call_name(value) != tables.PARAMETER or not value.args:
+            if not isinstance(value, cst.Call) or self.index.call_name(value) != tables.PARAMETER:
+                continue  # not nn.Parameter(...)
+            if not value.args:
                 continue
             tensor = value.args[0].value
             if (
@@ -344,7 +346,7 @@ def _module_loop_var(loop: cst.For) -> frozenset[str]:
         return frozenset()
     if it.func.attr.value not in MODULE_ITERATORS:
         return frozenset()
-    target = loop.target
+    target: cst.BaseExpression = loop.target
     if isinstance(target, cst.Tuple) and target.elements:
         target = target.elements[-1].value
     return frozenset({target.value}) if isinstance(target, cst.Name) else frozenset()

@@ -99,8 +99,8 @@ def _describe_class(node: cst.ClassDef) -> ModuleClass:
             info.methods.setdefault(statement.name.value, statement)
     init = info.methods.get("__init__")
     if init is not None:
-        for statement in walk_statements(init.body.body):
-            for target, value in _self_assignments(statement):
+        for line in walk_statements(init.body.body):
+            for target, value in _self_assignments(line):
                 info.attrs.setdefault(target, value)
     return info
 

@@ -111,7 +111,7 @@ def _ordered_dict_values(index: TorchIndex, node: cst.CSTNode) -> list[cst.CSTNo
     pairs = literal_items(node.args[0].value)
     if pairs is None:
         return None
-    values = []
+    values: list[cst.CSTNode] = []
     for pair in pairs:
         if not (isinstance(pair, cst.Tuple) and len(pair.elements) == 2):
             return None

@@ -73,7 +73,7 @@ class ImportMap:
         for alias in node.names:
             full = _module_text(alias.name)
             if alias.asname is not None:
-                local = _module_text(alias.asname.name)  # type: ignore[arg-type]
+                local = _module_text(alias.asname.name)
                 self.aliases[local] = full
             else:
                 head = full.split(".")[0]
@@ -86,7 +86,7 @@ class ImportMap:
         for alias in node.names:
             imported = _module_text(alias.name)
             local = (
-                _module_text(alias.asname.name)  # type: ignore[arg-type]
+                _module_text(alias.asname.name)
                 if alias.asname is not None
                 else imported
             )

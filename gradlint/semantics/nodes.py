@@ -18,9 +18,10 @@ N = TypeVar("N", bound=cst.CSTNode)
 
 def _all_subclasses(cls: type) -> set[type]:
     found: set[type] = set()
-    for sub in cls.__subclasses__():
-        found.add(sub)
-        found |= _all_subclasses(sub)
+    subclasses: list[type] = cls.__subclasses__()
+    for child in subclasses:
+        found.add(child)
+        found |= _all_subclasses(child)
     return found
 
 

@@ -1,0 +1,195 @@
+"""More training-loop facts: where gradients are cleared, what a literal number is.
+
+Helpers for the rules on `zero_grad` and on learning rates; they build on
+`gradlint.semantics.training` and never change it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import libcst as cst
+import libcst.matchers as m
+
+from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.names import dotted_name
+
+# Lower-case fragments of a called name that clear gradients: `optimizer.zero_grad()`,
+# `model.zero_grad(set_to_none=True)`, Lightning's `optimizer_zero_grad`, Paddle's `clear_grad`,
+# Chainer's `cleargrads`.
+CLEAR_CALL_FRAGMENTS = ("zero_grad", "clear_grad", "cleargrad", "zerograd")
+# In-place tensor methods that wipe `p.grad` when called on it: `p.grad.zero_()`.
+CLEAR_GRAD_METHODS = frozenset({"zero_", "fill_"})
+# GradScaler / Accelerate methods that take the optimizer but never clear its gradients.
+NON_CLEARING_METHODS = frozenset(
+    {"step", "unscale_", "update", "scale", "backward", "clip_grad_norm_", "clip_grad_value_",
+     "prepare", "prepare_optimizer", "get_last_lr", "state_dict", "load_state_dict",
+     "add_param_group"}
+)
+# Names that hold a sequence length: `seq_len`, `MAX_LEN`, `window`, `n_steps`, `block_size`.
+_SEQUENCE_LENGTH = re.compile(
+    r"(max_?)?(seq|sequence|src|tgt|input|context|sent|sentence)?_?(len|length)"
+    r"|(max_?)?(seq|sequence|window|block|context|bptt|chunk)(_?(size|len|length))?"
+    r"|(n|num)_?(steps|time_?steps)|time_?steps|look_?back|unroll(_?steps)?"
+)
+_MAX_DEPTH = 3  # helper-calls-helper chains followed when looking for a clearing
+
+
+def numeric_literal(expr: cst.BaseExpression | None) -> float | None:
+    """`0.1`, `1`, `1e0`, `1_000` as a float; None for anything else (names, `float("1")`)."""
+    if isinstance(expr, (cst.Integer, cst.Float)):
+        try:
+            return float(expr.evaluated_value)
+        except (TypeError, ValueError):
+            return None  # not a plain decimal number
+    return None
+
+
+def is_sequence_length_name(name: str) -> bool:
+    """`seq_len`, `SEQ_LENGTH`, `max_len`, `self.window`: a name for a number of time steps."""
+    return _SEQUENCE_LENGTH.fullmatch(name.lstrip("_").lower()) is not None
+
+
+def is_clearing(node: cst.CSTNode) -> bool:
+    """One node that clears gradients by itself: `opt.zero_grad()`, `p.grad = None`,
+    `p.grad.zero_()`, `del p.grad`."""
+    if isinstance(node, cst.Call):
+        name = _bare_name(node.func)
+        if name is not None and any(f in name.lower() for f in CLEAR_CALL_FRAGMENTS):
+            return True
+        return (
+            isinstance(node.func, cst.Attribute)
+            and node.func.attr.value in CLEAR_GRAD_METHODS
+            and _touches_grad(node.func.value)
+        )
+    if isinstance(node, cst.Assign):  # `p.grad = None`, `p.grad = torch.zeros_like(p)`
+        cleared = m.matches(node.value, m.Name("None")) or "zero" in (
+            _bare_name(node.value.func) or "" if isinstance(node.value, cst.Call) else ""
+        )
+        return cleared and any(_touches_grad(t.target) for t in node.targets)
+    if isinstance(node, cst.Del):
+        return _touches_grad(node.target)
+    return False
+
+
+def clears_gradients(index: TorchIndex, region: cst.CSTNode, depth: int = _MAX_DEPTH) -> bool:
+    """`region` clears gradients itself or through a helper defined in this file."""
+    for node in m.findall(region, m.Call() | m.Assign() | m.Del()):
+        if is_clearing(node):
+            return True
+        helper = local_function(index, node) if depth > 0 else None
+        if helper is not None and helper is not region and clears_gradients(
+            index, helper, depth - 1
+        ):
+            return True
+    return False
+
+
+def local_function(index: TorchIndex, node: cst.CSTNode) -> cst.FunctionDef | None:
+    """The function of this file that `helper(...)` or `self.helper(...)` calls, if any."""
+    if not isinstance(node, cst.Call):
+        return None
+    if isinstance(node.func, cst.Name) and index.qualified(node.func) is None:
+        return index.functions.get(node.func.value)
+    if m.matches(node.func, m.Attribute(value=m.Name("self"))):
+        return index.functions.get(cst.ensure_type(node.func, cst.Attribute).attr.value)
+    return None
+
+
+def hands_optimizer_away(
+    index: TorchIndex, region: cst.CSTNode, optimizer: cst.BaseExpression
+) -> bool:
+    """An unknown call in `region` receives the optimizer (`trainer.update(model, opt)`), so
+    it may clear the gradients where this file cannot see."""
+    key = dotted_name(optimizer)
+    if key is None:
+        return True  # `self.optimizers()[0].step()`: cannot tell what else sees it
+    for node in m.findall(region, m.Call()):
+        call = cst.ensure_type(node, cst.Call)
+        if _bare_name(call.func) in NON_CLEARING_METHODS or local_function(index, call):
+            continue  # GradScaler / accelerate plumbing, or a helper already inspected
+        name = index.qualified(call.func)
+        if name is not None and name.startswith("torch."):
+            continue  # torch's own functions never clear gradients
+        if any(dotted_name(arg.value) == key for arg in call.args):
+            return True
+    return False
+
+
+def _touches_grad(expr: cst.BaseExpression) -> bool:
+    """`p.grad`, `p.grad.data`, `param.grad[...]`: an expression reaching a `.grad`."""
+    while isinstance(expr, (cst.Attribute, cst.Subscript)):
+        if isinstance(expr, cst.Attribute) and expr.attr.value == "grad":
+            return True
+        expr = expr.value
+    return False
+
+
+def _bare_name(func: cst.BaseExpression) -> str | None:
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    if isinstance(func, cst.Name):
+        return func.value
+    return None
+
+
+@dataclass(frozen=True)
+class LrLimit:
+    """The learning rate from which an optimizer family overshoots, and what is usual."""
+
+    limit: float
+    typical: str
+
+
+# Why these limits (literal learning rates at or above them are reported):
+# - sgd: the update is lr·g; with momentum 0.9 the effective step is ~10·lr·g. ImageNet
+#   ResNets use 0.1 at batch 256, so 1.0 is ten times the largest common value.
+# - adam: Adam's update is ~lr·m/√v with |m/√v| ≲ 1 whatever the gradient scale, so lr is
+#   the per-weight step itself; 0.1 moves every weight by about its own typical magnitude
+#   (~1/√fan_in) at each step. Adamax / NAdam / RAdam / AdamW share the normalisation.
+# - rmsprop: the same normalised step as Adam without momentum on the numerator (default 1e-2).
+# - adagrad: steps shrink as 1/√(sum of squared gradients), so a large first lr decays on its
+#   own; 0.1–0.5 appear in practice, 1.0 does not (default 1e-2).
+# - adadelta: lr only rescales a ratio of running RMS values that already has the units of
+#   the weights; it is designed around lr = 1.0 (its default), so only ~10× that is reported.
+# LBFGS (line search, default lr=1), Rprop (sign-based), LARS/LAMB/Lion/Adafactor (trust
+# ratios, relative steps) are not in the table and never reported.
+LR_LIMITS: dict[str, LrLimit] = {
+    "sgd": LrLimit(1.0, "0.01–0.1 with momentum"),
+    "adam": LrLimit(0.1, "1e-4–1e-3"),
+    "rmsprop": LrLimit(0.1, "1e-4–1e-2"),
+    "adagrad": LrLimit(1.0, "0.01–0.1"),
+    "adadelta": LrLimit(10.0, "1.0 (its default)"),
+}
+# Optimizer class (short name, after `Fused`/`Paged` prefixes and `8bit` suffixes) -> family.
+OPTIMIZER_FAMILIES = {
+    "SGD": "sgd", "ASGD": "sgd", "Adam": "adam", "AdamW": "adam", "Adamax": "adam",
+    "NAdam": "adam", "RAdam": "adam", "SparseAdam": "adam", "RMSprop": "rmsprop",
+    "Adagrad": "adagrad", "Adadelta": "adadelta",
+}
+# timm's `create_optimizer_v2(model, opt="adamw", lr=...)` names -> family.
+FACTORY_FAMILIES = {
+    "sgd": "sgd", "momentum": "sgd", "nesterov": "sgd", "adam": "adam", "adamw": "adam",
+    "nadam": "adam", "nadamw": "adam", "radam": "adam", "adamax": "adam",
+    "rmsprop": "rmsprop", "rmsproptf": "rmsprop", "adagrad": "adagrad", "adadelta": "adadelta",
+}
+OPTIMIZER_MODULES = (
+    "torch.optim.", "bitsandbytes.optim.", "apex.optimizers.", "transformers.",
+    "deepspeed.ops.adam.",
+)
+# Schedulers that overwrite the optimizer's lr with their own absolute values (the
+# optimizer's `lr=` is never used as such).
+ABSOLUTE_LR_SCHEDULERS = frozenset(
+    {"torch.optim.lr_scheduler.OneCycleLR", "torch.optim.lr_scheduler.CyclicLR"}
+)
+
+
+def optimizer_family(name: str | None) -> str | None:
+    """`sgd` for `torch.optim.SGD`, `adam` for `bitsandbytes.optim.PagedAdamW8bit`."""
+    if name is None or not name.startswith(OPTIMIZER_MODULES) or "lr_scheduler" in name:
+        return None
+    short = name.rsplit(".", 1)[-1]
+    short = re.sub(r"^(Fused|Paged|DeepSpeedCPU|CPU)+", "", short)
+    short = re.sub(r"(8bit|32bit)$", "", short)
+    return OPTIMIZER_FAMILIES.get(short)
