@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import math
-import os
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from gradlint.probe.stats import Location, ModuleStats, ParamStats, ProbeReport, StepReport
+from gradlint.probe.target import is_torch_defined, locate_class
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +60,7 @@ class GradientProbe:
         self.model = model
         self.step = step
         self.check_symmetry = check_symmetry
-        self.location = location or locate_class(type(model))
+        self._location = location  # found lazily: inspect tokenizes the source file
         self.loss: float | None = None
         self.batch_size: int | None = None
         self._handles: list[Any] = []
@@ -69,11 +68,14 @@ class GradientProbe:
         self._modules: dict[str, nn.Module] = {}
         self._backward_seen = 0
         self._params: dict[str, tuple[ParamStats, ...]] = {}
+        self._types: dict[str, str] = {}
         self._done = False
 
     def __enter__(self) -> GradientProbe:
         for name, module in self.model.named_modules():
-            kind = _kind_of(module)
+            # The model itself is always watched, so NaN/Inf made by functional code in its
+            # forward (torch.log, division) is still caught.
+            kind = _kind_of(module) or ("output" if module is self.model else None)
             if kind is None:
                 continue
             self._modules[name] = module
@@ -87,11 +89,12 @@ class GradientProbe:
             self._params = {name: _param_stats(module, self.check_symmetry)
                             for name, module in self._modules.items()
                             if _kind_of(module) == "layer"}
+            self._types = {name: type(module).__name__ for name, module in self._modules.items()}
             self._done = True
         self._modules = {}  # drop module references too: the report is plain data
 
     def record_loss(self, loss: torch.Tensor | float) -> None:
-        self.loss = float(loss)
+        self.loss = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
 
     def report(self) -> ProbeReport:
         """The measurements as plain data; call after the `with` block."""
@@ -101,12 +104,19 @@ class GradientProbe:
                         for acc in sorted(self._stats.values(), key=lambda a: a.order))
         missing = [name for name in self._params if name not in self._stats]
         extra = tuple(  # layers never called in forward: their parameters get no gradient
-            ModuleStats(name=name, type="?", kind="layer", order=len(modules) + i,
+            ModuleStats(name=name, type=self._types[name], kind="layer", order=len(modules) + i,
                         params=self._params[name])
             for i, name in enumerate(missing)
         )
         step = StepReport(self.step, modules + extra, self.loss)
         return ProbeReport((step,), self.location, self.batch_size)
+
+    @property
+    def location(self) -> Location:
+        """The model's defining class (given, or looked up on first use)."""
+        if self._location is None:
+            self._location = locate_class(type(self.model))
+        return self._location
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -117,7 +127,7 @@ class GradientProbe:
 
     def _forward_hook(self, name: str, kind: str) -> Any:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            tensor = _first_tensor(output)
+            tensor = first_tensor(output)
             if tensor is None or not tensor.is_floating_point():
                 return
             acc = self._stats.get(name)
@@ -128,57 +138,30 @@ class GradientProbe:
             if self.batch_size is None and tensor.dim() > 0:
                 self.batch_size = int(tensor.shape[0])
             _forward_stats(acc, tensor.detach(), type(module).__name__)
-            if kind == "layer" and tensor.requires_grad:
-                self._handles.append(tensor.register_hook(self._grad_hook(acc)))
+            if kind != "activation" and tensor.requires_grad:
+                handle = tensor.register_hook(self._grad_hook(acc))  # type: ignore[no-untyped-call]
+                self._handles.append(handle)
 
         return hook
 
     def _grad_hook(self, acc: _Accumulator) -> Any:
         def hook(grad: torch.Tensor) -> None:
-            import torch
 
             g = grad.detach()
-            norm, gmax = torch.stack([torch.linalg.vector_norm(g.float()),
-                                      g.abs().max().float()]).tolist()
-            if not math.isfinite(norm):
-                if bool(torch.isfinite(g).all()):  # finite entries whose squares overflow
-                    norm = float(torch.linalg.vector_norm(g.double()))
-                else:
-                    acc.nonfinite_backward = True
+            # RMS over the nonzero entries: outputs the loss never reads (all but the last
+            # time step of an RNN, padding) would otherwise dilute the signal.
+            norm, gmax, nonzero = _norm_max_nonzero(g)
+            if not math.isfinite(norm) or not math.isfinite(gmax):
+                acc.nonfinite_backward = True
             if acc.backward_order is None:
                 acc.backward_order = self._backward_seen
                 self._backward_seen += 1
             acc.grad_sq += norm * norm
-            acc.grad_numel += g.numel()
+            acc.grad_numel += int(nonzero)
             acc.grad_max = max(acc.grad_max, gmax)
             acc.grad_calls += 1
 
         return hook
-
-
-def locate_class(obj: Any) -> Location:
-    """The `class`/`def` statement of `obj`, or a placeholder when it has no Python source."""
-    try:
-        file = inspect.getsourcefile(obj)
-        lines, start = inspect.getsourcelines(obj)
-    except (OSError, TypeError):
-        return Location(path=f"<{getattr(obj, '__name__', 'model')}>", line=1,
-                        name=getattr(obj, "__name__", "model"))
-    if file is None:
-        return Location(path="<unknown>", line=1, name=getattr(obj, "__name__", "model"))
-    start = max(start, 1)
-    offset = next((i for i, text in enumerate(lines)
-                   if text.lstrip().startswith(("class ", "def ", "async def "))), 0)
-    first = lines[offset].rstrip("\n") if lines else ""
-    absolute = os.path.abspath(file)
-    shown = os.path.relpath(absolute) if absolute.startswith(os.getcwd() + os.sep) else absolute
-    return Location(path=shown, line=start + offset, end_line=start + len(lines) - 1,
-                    name=getattr(obj, "__qualname__", "model"), end_column=len(first) + 1,
-                    file=absolute)
-
-
-def is_torch_defined(obj: Any) -> bool:
-    return (getattr(obj, "__module__", "") or "").split(".")[0] == "torch"
 
 
 def _kind_of(module: nn.Module) -> str | None:
@@ -190,7 +173,7 @@ def _kind_of(module: nn.Module) -> str | None:
     return None
 
 
-def _first_tensor(output: Any) -> torch.Tensor | None:
+def first_tensor(output: Any) -> torch.Tensor | None:
     import torch
 
     if isinstance(output, torch.Tensor):
@@ -201,7 +184,7 @@ def _first_tensor(output: Any) -> torch.Tensor | None:
         return output.logits
     if isinstance(output, (tuple, list)):
         for item in output:
-            found = _first_tensor(item)
+            found = first_tensor(item)
             if found is not None:
                 return found
     return None
@@ -210,7 +193,7 @@ def _first_tensor(output: Any) -> torch.Tensor | None:
 def _forward_stats(acc: _Accumulator, out: torch.Tensor, type_name: str) -> None:
     import torch
 
-    if acc.kind == "layer":
+    if acc.kind != "activation":
         if out.numel() > 1:
             std = float(out.float().std())
             if not math.isfinite(std):
@@ -221,11 +204,12 @@ def _forward_stats(acc: _Accumulator, out: torch.Tensor, type_name: str) -> None
                 acc.var_calls += 1
         return
     if type_name in DEAD_UNIT_MODULES and out.dim() >= 2:
-        units = out.reshape(out.shape[0], -1)
-        acc.dead.append(float((units == 0).all(dim=0).float().mean()))
+        units = out.reshape(out.shape[0], -1)  # ReLU outputs are >= 0: max 0 means all 0
+        acc.dead.append(float((units.amax(dim=0) == 0).float().mean()))
     kind = SATURATING_MODULES.get(type_name)
     if kind == "sigmoid":
-        acc.saturated.append(float(((out < SIGMOID_TAIL) | (out > 1 - SIGMOID_TAIL)).float().mean()))
+        tails = (out < SIGMOID_TAIL) | (out > 1 - SIGMOID_TAIL)
+        acc.saturated.append(float(tails.float().mean()))
     elif kind == "tanh":
         acc.saturated.append(float((out.abs() > TANH_TAIL).float().mean()))
     elif kind == "hardtanh":
@@ -260,16 +244,36 @@ def _param_stats(module: nn.Module, check_symmetry: bool) -> tuple[ParamStats, .
                                   weight_norm=float(torch.linalg.vector_norm(p.detach().float()))))
             continue
         g, w = p.grad.detach(), p.detach()
-        values = torch.stack([torch.linalg.vector_norm(g.double()), torch.linalg.vector_norm(
-            w.double()), g.abs().double().mean(), g.abs().double().max()]).tolist()
-        nonfinite = not all(math.isfinite(v) for v in values)
+        grad_norm, grad_max, nonzero = _norm_max_nonzero(g)
+        weight_norm = _norm_max_nonzero(w, count=False)[0]
+        mean_abs = float(g.float().abs().sum()) / max(g.numel(), 1)
+        nonfinite = not (math.isfinite(grad_norm) and math.isfinite(grad_max))
         units, duplicates = (0, 0)
         if check_symmetry and not nonfinite and p.dim() >= 2:
             units, duplicates = _duplicate_units(module, w, g)
-        result.append(replace(base, grad_norm=values[0], weight_norm=values[1],
-                              grad_mean_abs=values[2], grad_max_abs=values[3],
-                              nonfinite=nonfinite, units=units, duplicate_units=duplicates))
+        result.append(replace(base, grad_norm=grad_norm, weight_norm=weight_norm,
+                              grad_mean_abs=mean_abs, grad_max_abs=grad_max,
+                              grad_nonzero=nonzero, nonfinite=nonfinite, units=units,
+                              duplicate_units=duplicates))
     return tuple(result)
+
+
+def _norm_max_nonzero(t: torch.Tensor, count: bool = True) -> tuple[float, float, int]:
+    """L2 norm, max |x| and nonzero count in one sync; max is inf/nan iff an entry is."""
+    import torch
+
+    x = t.float()  # no copy for float32; half precision reduces in float32
+    low, high = torch.aminmax(x)  # much faster than vector_norm(x, inf) on CPU
+    parts = [torch.linalg.vector_norm(x), low, high]
+    if count:
+        parts.append(torch.count_nonzero(x).float())
+    values = torch.stack(parts).tolist()
+    norm, top = values[0], max(-values[1], values[2])
+    if math.isnan(values[1]) or math.isnan(values[2]):
+        top = math.nan
+    if math.isinf(norm) and math.isfinite(top):  # finite entries whose squares overflow
+        norm = float(torch.linalg.vector_norm(t.double()))
+    return norm, top, int(values[3]) if count else 0
 
 
 def _duplicate_units(module: nn.Module, w: torch.Tensor, g: torch.Tensor) -> tuple[int, int]:
@@ -278,16 +282,16 @@ def _duplicate_units(module: nn.Module, w: torch.Tensor, g: torch.Tensor) -> tup
 
     if type(module).__name__ in ("Embedding", "EmbeddingBag"):  # units are columns there
         w, g = w.t(), g.t()
-    rows_w, rows_g = w.reshape(w.shape[0], -1).double(), g.reshape(g.shape[0], -1).double()
-    if rows_w.shape[0] < 2:
+    rows_w, rows_g = w.reshape(w.shape[0], -1).float(), g.reshape(g.shape[0], -1).float()
+    units = rows_w.shape[0]
+    if units < 2:
         return 0, 0
+    # Sort units by a random projection so equal rows become neighbours, then compare
+    # neighbours exactly: linear cost, no false matches.
     gen = torch.Generator(device=w.device).manual_seed(1234)
-    r1 = torch.randn(rows_w.shape[1], 2, generator=gen, dtype=torch.float64, device=w.device)
-    r2 = torch.randn(rows_g.shape[1], 2, generator=gen, dtype=torch.float64, device=w.device)
-    # Two random projections per row; equal rows give equal keys, distinct rows (almost
-    # surely) differ far above the rounding applied here.
-    keys = torch.cat([rows_w @ r1, rows_g @ r2], dim=1)
-    scale = keys.abs().amax(dim=0).clamp_min(1e-30)
-    rounded = torch.round(keys / scale * 1e9)
-    distinct = torch.unique(rounded, dim=0).shape[0]
-    return rows_w.shape[0], rows_w.shape[0] - distinct
+    key = (rows_w @ torch.randn(rows_w.shape[1], generator=gen, device=w.device)
+           + rows_g @ torch.randn(rows_g.shape[1], generator=gen, device=w.device))
+    order = torch.argsort(key)
+    sw, sg = rows_w[order], rows_g[order]
+    same = (sw[1:] == sw[:-1]).all(dim=1) & (sg[1:] == sg[:-1]).all(dim=1)
+    return units, int(same.sum())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -99,9 +100,11 @@ class ProbeSpec:
 
 def parse_shape(text: str | list[Any]) -> tuple[int, ...]:
     """'32,784' or [32, 784] -> (32, 784)."""
-    parts: list[Any] = text if isinstance(text, list) else text.replace("x", ",").split(",")
+    parts: list[Any] = text if isinstance(text, list) else re.split(r"[,x]", text.strip())
     try:
-        shape = tuple(int(p) for p in parts if str(p).strip() != "")
+        if any(isinstance(p, (bool, float)) for p in parts):
+            raise ValueError("not an integer")
+        shape = tuple(int(p) for p in parts)
     except (TypeError, ValueError):
         raise SpecError(f"input shape must be integers like 32,784, got {text!r}") from None
     if not shape or any(d <= 0 for d in shape):
@@ -136,7 +139,8 @@ def build_inputs(
         rng = ranges[i] if len(ranges) > 1 else (ranges[0] if ranges else None)
         if rng is None:
             if dtype in ("long", "int"):
-                raise SpecError(f"--input-dtype {dtype} needs --input-range LOW,HIGH (e.g. 0,30000)")
+                raise SpecError(f"--input-dtype {dtype} needs --input-range LOW,HIGH "
+                                "(e.g. 0,30000)")
             specs.append(InputSpec(shape, dtype))
         else:
             specs.append(InputSpec(shape, dtype, rng[0], rng[1]))

@@ -39,6 +39,7 @@ class ParamStats:
     weight_norm: float = 0.0
     grad_mean_abs: float = 0.0
     grad_max_abs: float = 0.0
+    grad_nonzero: int = 0  # entries with a nonzero gradient (embeddings: only used rows)
     nonfinite: bool = False
     units: int = 0  # output units (rows) checked for symmetry; 0 when not checked
     duplicate_units: int = 0  # units identical to another in weight and gradient
@@ -77,12 +78,13 @@ class ModuleStats:
 
     @property
     def grad_rms(self) -> float | None:
-        """Per-element RMS of the weight gradients (size-independent across layers)."""
+        """RMS of the nonzero weight-gradient entries: size-independent across layers, and
+        not diluted by rows that no input touched (embeddings) or structurally zero parts."""
         params = [p for p in self.trained_params if not p.grad_none]
-        numel = sum(p.numel for p in params)
-        if not params or numel == 0:
+        nonzero = sum(p.grad_nonzero for p in params)
+        if not params or nonzero == 0:
             return None
-        return math.sqrt(sum(p.grad_norm**2 for p in params) / numel)
+        return math.sqrt(sum(p.grad_norm**2 for p in params) / nonzero)
 
     @property
     def grad_mean_abs(self) -> float | None:
@@ -97,9 +99,12 @@ class ModuleStats:
 
     @property
     def update_ratio(self) -> float | None:
-        """Largest |grad| / |weight| over this module's parameters."""
+        """Largest |grad| / |weight| over this module's weight matrices and kernels.
+
+        Vectors are left out: biases start at 0 and scales such as LayerScale start near 0
+        on purpose, so their ratio is huge without anything being wrong."""
         ratios = [p.grad_norm / p.weight_norm for p in self.trained_params
-                  if not p.grad_none and p.weight_norm > 0]
+                  if not p.grad_none and p.weight_norm > 0 and len(p.shape) >= 2]
         return max(ratios) if ratios else None
 
 

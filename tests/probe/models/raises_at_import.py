@@ -1,0 +1,3 @@
+"""A model file whose import fails."""
+
+raise ImportError("No module named 'company_internal_layers'")
