@@ -5,7 +5,8 @@ input already went through softmax, log_softmax or sigmoid.
 for each local variable where its value came from; the result is memoised on the index, so
 the rules that ask share it. A model call (`model(x)`, `self(x)`, `self.net(x)`) is linked
 to what that model's forward returns when the model is built in this file. Anything not
-visible here gives `None` ("cannot know").
+visible here gives `None` ("cannot know"). `implicit_dim` finds softmax-family calls that
+leave `dim` to PyTorch, with the axis that is clearly meant when one is.
 """
 
 from __future__ import annotations

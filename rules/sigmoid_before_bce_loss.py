@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import libcst as cst
+
+from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.semantics import losses
+
+
+class SigmoidBeforeBceLoss(Rule):
+    """
+    ## What it does
+    Flags `nn.BCELoss` / `F.binary_cross_entropy` applied to sigmoid outputs: at the call
+    site (`criterion(torch.sigmoid(x), y)`), or through a model built in the same file whose
+    `forward` returns a sigmoid or whose `nn.Sequential` ends in `nn.Sigmoid`.
+
+    ## Why is this bad?
+    Computing `log(sigmoid(x))` in two steps is numerically fragile. In float32 a sigmoid
+    rounds to exactly 1.0 once x exceeds about 17, so `log(1 - p)` is `log(0)`; BCELoss
+    clamps the log at -100, and the gradient of a confidently wrong prediction becomes 0
+    instead of the largest one in the batch. `nn.BCEWithLogitsLoss` fuses the two steps with
+    the log-sum-exp trick and stays exact for any logit (it also accepts `pos_weight`), and
+    unlike BCELoss it is allowed under mixed-precision autocast.
+
+    BCELoss on probabilities that do not visibly come from a sigmoid, and sigmoid used
+    only for predictions or thresholds, are not flagged.
+
+    ## Known limitations
+    Only models and criteria built in the same file are linked to the loss call.
+    """
+
+    CODE = "GL107"
+    SEVERITY = Severity.WARNING
+    MESSAGE = (
+        "`{loss}` is applied to {source}; log(sigmoid(x)) in two steps saturates, so confident "
+        "wrong predictions get no gradient"
+    )
+    HINT = (
+        "Drop the sigmoid and use nn.BCEWithLogitsLoss / F.binary_cross_entropy_with_logits "
+        "on the logits; apply sigmoid only for predictions"
+    )
+
+    VALID = [
+        Valid("""
+            import torch
+            from torch import nn
+            criterion = nn.BCEWithLogitsLoss()
+            def train_step(model, x, targets):
+                logits = model(x)
+                return criterion(logits, targets)
+        """),
+        # probabilities from a model this file does not define: cannot tell
+        Valid("""
+            from torch import nn
+            from mypackage.models import build_detector
+            model = build_detector()
+            criterion = nn.BCELoss()
+            def step(x, y):
+                return criterion(model(x), y)
+        """),
+        # sigmoid for metrics only
+        Valid("""
+            import torch
+            import torch.nn.functional as F
+            def step(logits, target):
+                loss = F.binary_cross_entropy_with_logits(logits, target.float())
+                preds = (torch.sigmoid(logits) > 0.5).float()
+                acc = (preds == target).float().mean()
+                return loss, acc
+        """),
+        # probabilities that are not a sigmoid (a normalised score, a softmax column)
+        Valid("""
+            import torch.nn.functional as F
+            def mask_loss(scores, target):
+                p = F.softmax(scores, dim=1)[:, 1]
+                return F.binary_cross_entropy(p, target)
+        """),
+        # sigmoid only at inference
+        Valid("""
+            import torch
+            from torch import nn
+            class Head(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(64, 1)
+                def forward(self, x):
+                    if self.training:
+                        return self.fc(x)
+                    return torch.sigmoid(self.fc(x))
+            model = Head()
+            loss_fn = nn.BCEWithLogitsLoss()
+            out = loss_fn(model(x), y)
+        """),
+        # the sigmoid sits in one branch only
+        Valid("""
+            import torch
+            from torch.nn import functional as F
+            def loss(out, y, already_probs):
+                if not already_probs:
+                    out = torch.sigmoid(out)
+                return F.binary_cross_entropy(out, y)
+        """),
+        # not torch: a NumPy logistic regression
+        Valid("""
+            import numpy as np
+            def sigmoid(z):
+                return 1 / (1 + np.exp(-z))
+            def binary_cross_entropy(p, y):
+                return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()
+            loss = binary_cross_entropy(sigmoid(np.zeros(4)), np.ones(4))
+        """),
+    ]
+    INVALID = [
+        Invalid("""
+            import torch
+            from torch import nn
+            criterion = nn.BCELoss()
+            def train_step(model, x, targets):
+                logits = model(x)
+                return criterion(torch.sigmoid(logits), targets)
+        """, line=6, message="`BCELoss` is applied to sigmoid outputs"),
+        # the DCGAN tutorial: the discriminator ends in nn.Sigmoid
+        Invalid("""
+            import torch.nn as nn
+            netD = nn.Sequential(
+                nn.Conv2d(3, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(64, 1, 4, 1, 0, bias=False), nn.Sigmoid(),
+            )
+            criterion = nn.BCELoss()
+            def d_step(real, label):
+                output = netD(real).view(-1)
+                errD_real = criterion(output, label)
+                return errD_real
+        """, line=9, message="nn.Sequential"),
+        Invalid("""
+            import torch
+            import torch.nn as nn
+            class Discriminator(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc1 = nn.Linear(784, 256)
+                    self.fc2 = nn.Linear(256, 1)
+                def forward(self, x):
+                    x = torch.relu(self.fc1(x))
+                    return torch.sigmoid(self.fc2(x))
+            D = Discriminator().to("cuda")
+            bce = nn.BCELoss()
+            for real, _ in loader:
+                d_loss = bce(D(real), torch.ones(real.size(0), 1))
+        """, line=14, message="the output of `Discriminator`"),
+        Invalid("""
+            import torch.nn.functional as F
+            def step(logits, y):
+                return F.binary_cross_entropy(logits.sigmoid().squeeze(1), y.float())
+        """, line=3),
+        Invalid("""
+            from torch.nn import BCELoss, Linear, Module, Sigmoid
+            class Model(Module):
+                def __init__(self):
+                    super().__init__()
+                    self.linear = Linear(30, 1)
+                    self.sigmoid = Sigmoid()
+                    self.loss = BCELoss()
+                def training_step(self, x, y):
+                    probs = self.sigmoid(self.linear(x))
+                    return self.loss(probs, y)
+        """, line=10),
+    ]
+
+    def leave_Module(self, original_node: cst.Module) -> None:
+        for use in losses.loss_facts(self.index).uses:
+            output = use.output
+            if use.family != losses.BCE or output is None or output.kind != losses.SIGMOID:
+                continue  # not BCELoss on a visible sigmoid
+            if output.model is None:
+                self.report(use.call, loss=use.loss, source="sigmoid outputs")
+                continue
+            line = self.position(output.node).start.line
+            source = f"the output of `{output.model}`, which ends in a sigmoid (line {line})"
+            self.report(use.call, loss=use.loss, source=source)

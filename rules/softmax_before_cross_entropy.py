@@ -1,0 +1,298 @@
+from __future__ import annotations
+
+import libcst as cst
+
+from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.semantics import losses
+
+WHAT = {
+    losses.SOFTMAX: "softmax probabilities",
+    losses.SIGMOID: "sigmoid probabilities",
+    losses.LOGITS: "raw logits",
+}
+ENDS_IN = {
+    losses.SOFTMAX: "softmax",
+    losses.SIGMOID: "a sigmoid",
+    losses.LOGITS: "a linear layer (raw logits)",
+}
+WHY_CROSS_ENTROPY = (
+    "it applies log-softmax itself, so the extra softmax squashes its input into [0, 1] and "
+    "the gradient fades as predictions grow confident"
+)
+WHY_NLL = "it expects log-probabilities, so it optimises the wrong quantity"
+WHY_LOG = "small probabilities round to 0 and log(0) = -inf; log_softmax computes it stably"
+
+
+class SoftmaxBeforeCrossEntropy(Rule):
+    """
+    ## What it does
+    Flags `nn.CrossEntropyLoss` / `F.cross_entropy` applied to outputs that already went
+    through softmax: at the call site (`criterion(F.softmax(out, 1), y)`), or through a model
+    built in the same file whose `forward` returns softmax or whose `nn.Sequential` ends in
+    `nn.Softmax`. Also flags `nn.NLLLoss` / `F.nll_loss` on probabilities or raw logits, and
+    `log(softmax(x))` written by hand.
+
+    ## Why is this bad?
+    Cross-entropy expects raw logits and applies log-softmax itself. A softmax in front of it
+    feeds probabilities in [0, 1] as logits: the loss can no longer approach 0 (with 10
+    classes it stays above about 1.46) and the gradient is multiplied by the softmax
+    Jacobian `p(1 - p)`, which fades as the model becomes confident, so training stalls.
+    `NLLLoss` expects log-probabilities (`F.log_softmax`); on probabilities or logits it
+    optimises the wrong quantity. `log(softmax(x))` in two steps underflows: a probability
+    below about 1e-45 (float32) becomes 0 and its log `-inf`, giving NaN gradients;
+    `F.log_softmax` computes the same value with the log-sum-exp trick.
+
+    Softmax for predictions or metrics, as a soft *target*, or in a distillation loss
+    (`F.kl_div(F.log_softmax(s), F.softmax(t))`) is fine and not flagged.
+
+    ## Known limitations
+    Only models and criteria built in the same file are linked to the loss call.
+    """
+
+    CODE = "GL106"
+    SEVERITY = Severity.ERROR
+    MESSAGE = "`{loss}` is applied to {source}; {why}"
+    HINT = (
+        "Pass raw logits to CrossEntropyLoss (apply softmax only for predictions); give NLLLoss "
+        "F.log_softmax(...); use log_softmax instead of log(softmax(...))"
+    )
+
+    VALID = [
+        Valid("""
+            import torch.nn.functional as F
+            from torch import nn
+            criterion = nn.CrossEntropyLoss()
+            def train_step(model, x, y, optimizer):
+                logits = model(x)
+                loss = criterion(logits, y)
+                loss.backward()
+                optimizer.step()
+        """),
+        # softmax for metrics only; the loss gets the logits
+        Valid("""
+            import torch
+            import torch.nn.functional as F
+            def evaluate(model, loader):
+                for images, target in loader:
+                    output = model(images)
+                    loss = F.cross_entropy(output, target)
+                    probs = F.softmax(output, dim=-1)
+                    pred = probs.argmax(dim=-1)
+                    acc = (pred == target).float().mean()
+        """),
+        # knowledge distillation: KL divergence between softened distributions is correct
+        Valid("""
+            import torch.nn.functional as F
+            from torch import nn
+            def distill_loss(student_logits, teacher_logits, labels, T=4.0):
+                soft = F.kl_div(F.log_softmax(student_logits / T, dim=-1),
+                                F.softmax(teacher_logits / T, dim=-1), reduction="batchmean")
+                return soft * T * T + nn.CrossEntropyLoss()(student_logits, labels)
+        """),
+        # soft targets: the *target* is a softmax, the input is logits
+        Valid("""
+            import torch
+            import torch.nn.functional as F
+            def soft_target_loss(logits, teacher_logits):
+                targets = torch.softmax(teacher_logits, dim=-1)
+                return F.cross_entropy(logits, targets)
+        """),
+        # the classic MNIST example: log_softmax + nll_loss is the correct pair
+        Valid("""
+            import torch.nn as nn
+            import torch.nn.functional as F
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(9216, 10)
+                def forward(self, x):
+                    return F.log_softmax(self.fc(x), dim=1)
+            model = Net()
+            def train(data, target):
+                output = model(data)
+                return F.nll_loss(output, target)
+        """),
+        # softmax only at inference: training sees the logits
+        Valid("""
+            from torch import nn
+            class Classifier(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.head = nn.Linear(512, 100)
+                def forward(self, x):
+                    x = self.head(x)
+                    if self.training:
+                        return x
+                    return x.softmax(dim=-1)
+            model = Classifier()
+            criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+            for x, y in []:
+                loss = criterion(model(x), y)
+        """),
+        # HF style: the loss takes the logits, probabilities are returned alongside
+        Valid("""
+            from torch import nn
+            from torch.nn import CrossEntropyLoss
+            class ForSequenceClassification(nn.Module):
+                def forward(self, pooled, labels=None):
+                    logits = self.classifier(self.dropout(pooled))
+                    probs = nn.functional.softmax(logits, dim=-1)
+                    loss = None
+                    if labels is not None:
+                        loss_fct = CrossEntropyLoss()
+                        loss = loss_fct(logits.view(-1, self.num_labels), labels.view(-1))
+                    return loss, probs
+        """),
+        # softmax applied in one branch only: which one runs is not visible
+        Valid("""
+            import torch.nn.functional as F
+            def step(out, y, use_probs):
+                if use_probs:
+                    out = F.softmax(out, dim=1)
+                return F.cross_entropy(out, y)
+        """),
+        # entropy with an epsilon: the author guards log(0) on purpose
+        Valid("""
+            import torch
+            def entropy(logits):
+                p = torch.softmax(logits, dim=-1)
+                return -(p * torch.log(p + 1e-8)).sum(-1)
+        """),
+        # not torch: NumPy helpers with the same names
+        Valid("""
+            import numpy as np
+            def softmax(z):
+                e = np.exp(z - z.max())
+                return e / e.sum()
+            def cross_entropy(p, y):
+                return -np.log(p[y])
+            loss = cross_entropy(softmax(np.zeros(3)), 0)
+        """),
+    ]
+    INVALID = [
+        Invalid("""
+            import torch.nn.functional as F
+            from torch import nn
+            criterion = nn.CrossEntropyLoss()
+            def train_step(model, x, y, optimizer):
+                logits = model(x)
+                loss = criterion(F.softmax(logits, dim=1), y)
+                loss.backward()
+                optimizer.step()
+        """, line=6, message="`CrossEntropyLoss` is applied to softmax probabilities"),
+        Invalid("""
+            import torch.nn as nn
+            import torch.nn.functional as F
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(784, 10)
+                def forward(self, x):
+                    x = self.fc(x)
+                    return F.softmax(x, dim=1)
+            model = Net().to("cuda")
+            criterion = nn.CrossEntropyLoss()
+            for images, labels in train_loader:
+                outputs = model(images)
+                loss = criterion(outputs, labels)
+        """, line=14, message="the output of `Net`, which ends in softmax (line 9)"),
+        Invalid("""
+            import torch
+            from torch.nn import CrossEntropyLoss, Linear, ReLU, Sequential, Softmax
+            model = Sequential(Linear(20, 64), ReLU(), Linear(64, 3), Softmax(dim=1))
+            loss_fn = CrossEntropyLoss()
+            def train(x, y):
+                return loss_fn(model(x), y)
+        """, line=6, message="nn.Sequential"),
+        Invalid("""
+            import torch
+            import torch.nn.functional as F
+            def loss_step(logits, target):
+                probs = torch.softmax(logits, -1)
+                return F.cross_entropy(probs, target)
+        """, line=5),
+        Invalid("""
+            import pytorch_lightning as pl
+            import torch
+            import torch.nn.functional as F
+            from torch import nn
+            class LitClassifier(pl.LightningModule):
+                def __init__(self):
+                    super().__init__()
+                    self.layer = nn.Linear(28 * 28, 10)
+                def forward(self, x):
+                    return torch.softmax(self.layer(x.view(x.size(0), -1)), dim=1)
+                def training_step(self, batch, batch_idx):
+                    x, y = batch
+                    logits = self(x)
+                    return F.cross_entropy(logits, y)
+        """, line=14),
+        Invalid("""
+            import torch.nn as nn
+            class Model(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(256, 10)
+                    self.softmax = nn.Softmax(dim=1)
+                    self.criterion = nn.NLLLoss()
+                def forward(self, x, y):
+                    out = self.softmax(self.fc(x))
+                    return self.criterion(out, y)
+        """, line=10, message="`NLLLoss` is applied to softmax probabilities"),
+        Invalid("""
+            import torch
+            import torch.nn.functional as F
+            def nll(logits, target):
+                log_probs = torch.log(F.softmax(logits, dim=-1))
+                return F.nll_loss(log_probs, target)
+        """, line=4, message="`torch.log` is applied to softmax probabilities"),
+        # transfer learning: the replaced torchvision head ends in softmax
+        Invalid("""
+            import torch
+            from torch import nn
+            from torchvision import models
+            model = models.resnet50(weights="IMAGENET1K_V2")
+            model.fc = nn.Sequential(nn.Linear(2048, 256), nn.ReLU(), nn.Linear(256, 2),
+                                     nn.Softmax(dim=1))
+            criterion = nn.CrossEntropyLoss()
+            def train_one_epoch(loader, optimizer):
+                for inputs, labels in loader:
+                    with torch.autocast("cuda"):
+                        outputs = model(inputs)
+                    loss = criterion(outputs, labels)
+        """, line=12, message="the output of `model.fc`, which ends in softmax (line 6)"),
+        Invalid("""
+            from torch import nn
+            net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+            criterion = nn.NLLLoss()
+            def step(x, y):
+                return criterion(net(x), y)
+        """, line=5, message="raw logits"),
+    ]
+
+    def leave_Module(self, original_node: cst.Module) -> None:
+        facts = losses.loss_facts(self.index)
+        for use in facts.uses:
+            output = use.output
+            if output is None:
+                continue  # where the input comes from is not visible
+            if use.family == losses.CROSS_ENTROPY and output.kind == losses.SOFTMAX:
+                self._report(use.call, use.loss, output, WHY_CROSS_ENTROPY)
+            elif use.family == losses.NLL and output.kind in WHAT:
+                self._report(use.call, use.loss, output, WHY_NLL)
+        for call, output in facts.logs_of_softmax:
+            callee = cst.Module([]).code_for_node(call.func)
+            self._report(call, callee, output, WHY_LOG, Severity.WARNING)  # unstable, not wrong
+
+    def _report(
+        self, call: cst.Call, loss: str, output: losses.Output, why: str,
+        severity: Severity = Severity.ERROR,
+    ) -> None:
+        what = WHAT.get(output.kind, output.kind)
+        if output.model is None:
+            self.report(call, loss=loss, source=what, why=why, severity=severity)
+            return
+        line = self.position(output.node).start.line
+        ends = ENDS_IN[output.kind]
+        source = f"the output of `{output.model}`, which ends in {ends} (line {line})"
+        self.report(call, loss=loss, source=source, why=why, severity=Severity.WARNING)
