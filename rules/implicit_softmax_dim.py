@@ -3,6 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.findings import Fix
 from gradlint.semantics import losses, tables
 from gradlint.semantics.index import ModuleClass
 
@@ -28,6 +29,12 @@ class ImplicitSoftmaxDim(Rule):
     probabilities depend on the rest of the batch, the class scores no longer sum to 1, and
     the gradient mixes samples. The same layer silently changes meaning when the input rank
     changes. `torch.softmax` and `Tensor.softmax` have no default and fail instead.
+
+    ## Fix
+    `--fix` adds `dim=-1` when the input clearly comes from a Linear layer or a matrix
+    product, and `dim=1` after a convolution; otherwise the axis is left for you to choose.
+    Review it: the fix sets the axis the code was most likely meant to use, which differs
+    from what PyTorch silently did for 3-D inputs.
     """
 
     CODE = "GL113"
@@ -102,7 +109,11 @@ class ImplicitSoftmaxDim(Rule):
             from torch import nn
             classifier = nn.Sequential(nn.Linear(512, 128), nn.ReLU(), nn.Linear(128, 10),
                                        nn.Softmax())
-        """, line=3, message="pass dim=-1"),
+        """, line=3, message="pass dim=-1", fixed="""
+            from torch import nn
+            classifier = nn.Sequential(nn.Linear(512, 128), nn.ReLU(), nn.Linear(128, 10),
+                                       nn.Softmax(dim=-1))
+        """),
         Invalid("""
             import torch.nn.functional as F
             def post_process(out_logits):
@@ -118,11 +129,23 @@ class ImplicitSoftmaxDim(Rule):
                     self.fc = nn.Linear(128, 10)
                 def forward(self, x):
                     return F.log_softmax(self.fc(x))
-        """, line=8, message="dim=-1"),
+        """, line=8, message="dim=-1", fixed="""
+            import torch.nn as nn
+            import torch.nn.functional as F
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(128, 10)
+                def forward(self, x):
+                    return F.log_softmax(self.fc(x), dim=-1)
+        """),
         Invalid("""
             from torch.nn import Conv1d, LogSoftmax, Sequential
             head = Sequential(Conv1d(256, 40, kernel_size=1), LogSoftmax())
-        """, line=2, message="pass dim=1"),
+        """, line=2, message="pass dim=1", fixed="""
+            from torch.nn import Conv1d, LogSoftmax, Sequential
+            head = Sequential(Conv1d(256, 40, kernel_size=1), LogSoftmax(dim=1))
+        """),
         Invalid("""
             import torch
             def attend(scores, values):
@@ -159,4 +182,28 @@ class ImplicitSoftmaxDim(Rule):
         if found is None:
             return  # not a softmax, or its dim is given
         dim = "-1 (or the class axis)" if found.intended is None else str(found.intended)
-        self.report(node, name=found.name, consequence=RAISES if found.raises else LEGACY, dim=dim)
+        consequence = RAISES if found.raises else LEGACY
+        self.report(node, name=found.name, consequence=consequence, dim=dim, fix=self._fix(found))
+
+    def _fix(self, found: losses.ImplicitDim) -> Fix | None:
+        """Pass the intended axis explicitly; only when the axis is unambiguous."""
+        if found.intended is None:
+            return None  # cannot tell the class axis: the user must choose
+        tight = cst.AssignEqual(
+            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+        )
+        value = cst.Integer(str(abs(found.intended)))
+        argument = cst.Arg(
+            keyword=cst.Name("dim"),
+            equal=tight,
+            value=value if found.intended >= 0 else cst.UnaryOperation(cst.Minus(), value),
+        )
+        args = list(found.call.args)
+        given = [i for i, arg in enumerate(args) if arg.keyword and arg.keyword.value == "dim"]
+        if given:  # `dim=None`: replace the value
+            args[given[0]] = args[given[0]].with_changes(value=argument.value)
+        else:
+            args.append(argument)
+        fixed = found.call.with_changes(args=args)
+        code = self.context.module.code_for_node(fixed)
+        return Fix(f"pass dim={found.intended} explicitly", (self.replace(found.call, code),))
