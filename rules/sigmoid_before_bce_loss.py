@@ -3,7 +3,11 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.findings import Fix
 from gradlint.semantics import losses
+from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.names import dotted_name
+from gradlint.semantics.nodes import find
 
 
 class SigmoidBeforeBceLoss(Rule):
@@ -26,6 +30,14 @@ class SigmoidBeforeBceLoss(Rule):
 
     ## Known limitations
     Only models and criteria built in the same file are linked to the loss call.
+
+    ## Fix
+    `--fix` rewrites the simple, local forms: `F.binary_cross_entropy(torch.sigmoid(z), y)`
+    becomes `F.binary_cross_entropy_with_logits(z, y)`, and `criterion(torch.sigmoid(z), y)`
+    drops the sigmoid and turns the single `nn.BCELoss()` that `criterion` names into
+    `nn.BCEWithLogitsLoss()` (only when `criterion` is used nowhere else). A sigmoid inside a
+    model's `forward()` is left to you: other code may rely on the model returning
+    probabilities. The loss value is the same; gradients become stable.
     """
 
     CODE = "GL107"
@@ -117,7 +129,14 @@ class SigmoidBeforeBceLoss(Rule):
             def train_step(model, x, targets):
                 logits = model(x)
                 return criterion(torch.sigmoid(logits), targets)
-        """, line=6, message="`BCELoss` is applied to sigmoid outputs"),
+        """, line=6, message="`BCELoss` is applied to sigmoid outputs", fixed="""
+            import torch
+            from torch import nn
+            criterion = nn.BCEWithLogitsLoss()
+            def train_step(model, x, targets):
+                logits = model(x)
+                return criterion(logits, targets)
+        """),
         # the DCGAN tutorial: the discriminator ends in nn.Sigmoid
         Invalid("""
             import torch.nn as nn
@@ -153,6 +172,17 @@ class SigmoidBeforeBceLoss(Rule):
                 return F.binary_cross_entropy(logits.sigmoid().squeeze(1), y.float())
         """, line=3),
         Invalid("""
+            import torch
+            import torch.nn.functional as F
+            def step(logits, y):
+                return F.binary_cross_entropy(torch.sigmoid(logits), y, reduction="sum")
+        """, line=4, fixed="""
+            import torch
+            import torch.nn.functional as F
+            def step(logits, y):
+                return F.binary_cross_entropy_with_logits(logits, y, reduction="sum")
+        """),
+        Invalid("""
             from torch.nn import BCELoss, Linear, Module, Sigmoid
             class Model(Module):
                 def __init__(self):
@@ -172,8 +202,58 @@ class SigmoidBeforeBceLoss(Rule):
             if use.family != losses.BCE or output is None or output.kind != losses.SIGMOID:
                 continue  # not BCELoss on a visible sigmoid
             if output.model is None:
-                self.report(use.call, loss=use.loss, source="sigmoid outputs")
+                fix = self._fix(use)
+                self.report(use.call, loss=use.loss, source="sigmoid outputs", fix=fix)
                 continue
             line = self.position(output.node).start.line
             source = f"the output of `{output.model}`, which ends in a sigmoid (line {line})"
             self.report(use.call, loss=use.loss, source=source)
+
+    def _fix(self, use: losses.LossUse) -> Fix | None:
+        """`F.binary_cross_entropy(torch.sigmoid(z), y)` -> `F.binary_cross_entropy_with_logits(z, y)`,
+        and `criterion(torch.sigmoid(z), y)` -> `criterion(z, y)` with the one `nn.BCELoss()`
+        that `criterion` names swapped for `nn.BCEWithLogitsLoss()`."""
+        logits = _sigmoid_argument(self.index, use.input)
+        if logits is None:
+            return None  # the sigmoid is not written inline in the loss call
+        code = self.context.module.code_for_node
+        edits = [self.replace(use.input, code(logits))]
+        func = use.call.func
+        if self.index.call_name(use.call) == BCE_FUNCTION and isinstance(func, cst.Attribute):
+            edits.append(self.replace(func.attr, "binary_cross_entropy_with_logits"))
+        else:
+            built = self._only_construction(use)
+            if built is None:
+                return None  # the criterion is built elsewhere or used more than once
+            edits.append(self.replace(built, "BCEWithLogitsLoss"))
+        return Fix("use the logits with the fused, numerically stable loss", tuple(edits))
+
+    def _only_construction(self, use: losses.LossUse) -> cst.CSTNode | None:
+        """The `BCELoss` name in the single `criterion = nn.BCELoss()` of the file, when
+        `criterion` appears nowhere else but in this call."""
+        name = dotted_name(use.call.func)
+        if name is None or self.context.module.code.count(name.split(".")[-1]) != 2:
+            return None
+        for node in find(self.context.module, cst.Assign):
+            targets = [dotted_name(t.target) for t in node.targets]
+            value = node.value
+            if targets == [name] and isinstance(value, cst.Call) and self.index.call_name(value) == BCE_MODULE:
+                func = value.func
+                return func.attr if isinstance(func, cst.Attribute) else func
+        return None
+
+
+BCE_FUNCTION = "torch.nn.functional.binary_cross_entropy"
+BCE_MODULE = "torch.nn.BCELoss"
+
+
+def _sigmoid_argument(index: TorchIndex, node: cst.BaseExpression) -> cst.BaseExpression | None:
+    """`z` for `torch.sigmoid(z)`, `F.sigmoid(z)` or `z.sigmoid()`; None otherwise."""
+    if not isinstance(node, cst.Call):
+        return None
+    if index.call_name(node) in ("torch.sigmoid", "torch.nn.functional.sigmoid", "torch.special.expit"):
+        return node.args[0].value if len(node.args) == 1 and not node.args[0].keyword else None
+    func = node.func
+    if isinstance(func, cst.Attribute) and func.attr.value == "sigmoid" and not node.args:
+        return func.value if index.call_name(node) is None else None
+    return None
