@@ -3,6 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.project import ClassFacts, Deferred, FileSummary
 from gradlint.semantics import losses
 
 WHAT = {
@@ -276,6 +277,10 @@ class SoftmaxBeforeCrossEntropy(Rule):
             output = use.output
             if output is None:
                 continue  # where the input comes from is not visible
+            if output.kind == losses.IMPORTED and output.model is not None:
+                if use.family in (losses.CROSS_ENTROPY, losses.NLL):
+                    self.defer(use.call, output.model, loss=use.loss, family=use.family, severity="warning")
+                continue  # the project phase knows what that class returns
             if use.family == losses.CROSS_ENTROPY and output.kind == losses.SOFTMAX:
                 self._report(use.call, use.loss, output, WHY_CROSS_ENTROPY)
             elif use.family == losses.NLL and output.kind in WHAT:
@@ -283,6 +288,19 @@ class SoftmaxBeforeCrossEntropy(Rule):
         for call, output in facts.logs_of_softmax:
             callee = cst.Module([]).code_for_node(call.func)
             self._report(call, callee, output, WHY_LOG, Severity.WARNING)  # unstable, not wrong
+
+    @classmethod
+    def resolve_deferred(cls, item: Deferred, facts: ClassFacts, where: FileSummary) -> str | None:
+        family, loss = item.data.get("family"), item.data.get("loss")
+        if family == losses.CROSS_ENTROPY and facts.output == losses.SOFTMAX:
+            why = WHY_CROSS_ENTROPY
+        elif family == losses.NLL and facts.output in (losses.SOFTMAX, losses.SIGMOID):
+            why = WHY_NLL
+        else:
+            return None
+        ends = ENDS_IN[facts.output]
+        source = f"the output of `{facts.name}` ({where.path}:{facts.line}), whose forward ends in {ends}"
+        return cls.MESSAGE.format(loss=loss, source=source, why=why)
 
     def _report(
         self, call: cst.Call, loss: str, output: losses.Output, why: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -45,3 +46,14 @@ def test_linting_only_the_script_cannot_see_the_model(tmp_path: Path) -> None:
     shutil.copytree(FIXTURE, tree)
     result = CliRunner().invoke(cli, ["--select", "GL104", "--no-cache", str(tree / "train_rnn.py")])
     assert result.exit_code == 0, result.output
+
+
+def test_cross_entropy_on_a_softmax_model_from_another_file(tmp_path: Path) -> None:
+    tree = tmp_path / "crossfile"
+    shutil.copytree(FIXTURE, tree)
+    result = CliRunner().invoke(cli, ["--select", "GL106", "--no-cache", "-q", "--format", "json", str(tree)])
+    assert result.exit_code == 1, result.output
+    (finding,) = json.loads(result.output)
+    assert finding["path"].endswith("train_classifier.py") and finding["line"] == 13
+    assert finding["severity"] == "warning"
+    assert "`SoftmaxClassifier`" in finding["message"] and "models/classifier.py:6" in finding["message"]

@@ -27,6 +27,7 @@ NN, F = tables.NN, tables.F
 
 # what a tensor is, as far as a loss is concerned
 SOFTMAX, LOG_SOFTMAX, SIGMOID, LOGITS = "softmax", "log_softmax", "sigmoid", "logits"
+IMPORTED = "imported"  # the output of a class from another file: `model` names it
 
 # loss families and the criteria (classes and functions) of each, qualified
 CROSS_ENTROPY, NLL, BCE = "cross_entropy", "nll", "bce"
@@ -363,12 +364,24 @@ class _Resolver:
         seen = seen | {value.key}
         built = [_module_value(self.index, v, v) for v, _ in pairs]
         if all(isinstance(v, cst.Call) for v, _ in pairs) and not any(built):
-            return self._replaced_head(value.key, seen)  # `models.resnet50()` and the like
+            head = self._replaced_head(value.key, seen)  # `models.resnet50()` and the like
+            return head if head is not None else self._imported(pairs)
         got = [self.resolve(b, seen) for b in built]
         first = got[0]
         if first is None or any(g is None or g.kind != first.kind for g in got):
             return None
         return first
+
+    def _imported(self, pairs: list[tuple[cst.BaseExpression, Function]]) -> Output | None:
+        """`model = Net()` with `Net` imported from another module: the project phase knows
+        what its forward returns (`Output.model` holds the name as the imports spell it)."""
+        if len(pairs) != 1:
+            return None
+        value = unwrap(pairs[0][0])
+        name = self.index.call_name(value)
+        if name is None or name.startswith(("torch", "lightning")):
+            return None
+        return Output(IMPORTED, value, name)
 
     def _replaced_head(self, key: str, seen: frozenset[str]) -> Output | None:
         """`model = models.resnet50(); model.fc = nn.Sequential(..., nn.Softmax(1))`: the
