@@ -1,11 +1,13 @@
-"""More training-loop facts: where gradients are cleared, what a literal number is.
+"""More training facts: where gradients are cleared, which names hold sequence lengths,
+and how large a learning rate each optimizer family tolerates.
 
-Helpers for the rules on `zero_grad` and on learning rates; they build on
+Helpers for the rules on `zero_grad`, vanilla RNNs and learning rates; they sit beside
 `gradlint.semantics.training` and never change it.
 """
 
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass
 
@@ -25,7 +27,8 @@ CLEAR_GRAD_METHODS = frozenset({"zero_", "fill_"})
 NON_CLEARING_METHODS = frozenset(
     {"step", "unscale_", "update", "scale", "backward", "clip_grad_norm_", "clip_grad_value_",
      "prepare", "prepare_optimizer", "get_last_lr", "state_dict", "load_state_dict",
-     "add_param_group"}
+     "add_param_group", "clip_gradients", "toggle_optimizer", "untoggle_optimizer",
+     "manual_backward", "log", "log_dict"}
 )
 # Names that hold a sequence length: `seq_len`, `MAX_LEN`, `window`, `n_steps`, `block_size`.
 _SEQUENCE_LENGTH = re.compile(
@@ -51,13 +54,15 @@ def is_sequence_length_name(name: str) -> bool:
     return _SEQUENCE_LENGTH.fullmatch(name.lstrip("_").lower()) is not None
 
 
-def is_clearing(node: cst.CSTNode) -> bool:
+def is_clearing(node: cst.CSTNode, others: frozenset[str] = frozenset()) -> bool:
     """One node that clears gradients by itself: `opt.zero_grad()`, `p.grad = None`,
-    `p.grad.zero_()`, `del p.grad`."""
+    `p.grad.zero_()`, `del p.grad`; a `zero_grad()` of one of `others` (other optimizers
+    stepped beside this one) does not count."""
     if isinstance(node, cst.Call):
         name = _bare_name(node.func)
         if name is not None and any(f in name.lower() for f in CLEAR_CALL_FRAGMENTS):
-            return True
+            owner = node.func.value if isinstance(node.func, cst.Attribute) else None
+            return owner is None or dotted_name(owner) not in others
         return (
             isinstance(node.func, cst.Attribute)
             and node.func.attr.value in CLEAR_GRAD_METHODS
@@ -73,14 +78,19 @@ def is_clearing(node: cst.CSTNode) -> bool:
     return False
 
 
-def clears_gradients(index: TorchIndex, region: cst.CSTNode, depth: int = _MAX_DEPTH) -> bool:
+def clears_gradients(
+    index: TorchIndex,
+    region: cst.CSTNode,
+    others: frozenset[str] = frozenset(),
+    depth: int = _MAX_DEPTH,
+) -> bool:
     """`region` clears gradients itself or through a helper defined in this file."""
     for node in m.findall(region, m.Call() | m.Assign() | m.Del()):
-        if is_clearing(node):
+        if is_clearing(node, others):
             return True
         helper = local_function(index, node) if depth > 0 else None
         if helper is not None and helper is not region and clears_gradients(
-            index, helper, depth - 1
+            index, helper, others, depth - 1
         ):
             return True
     return False
@@ -95,6 +105,19 @@ def local_function(index: TorchIndex, node: cst.CSTNode) -> cst.FunctionDef | No
     if m.matches(node.func, m.Attribute(value=m.Name("self"))):
         return index.functions.get(cst.ensure_type(node.func, cst.Attribute).attr.value)
     return None
+
+
+def stepped_elsewhere(region: cst.CSTNode, optimizer: cst.BaseExpression) -> frozenset[str]:
+    """Other optimizers stepped in `region` (`opt_d` beside `opt_g` in a GAN step): clearing
+    one of them leaves the gradients of `optimizer` in place."""
+    found: set[str] = set()
+    for node in m.findall(region, m.Call(func=m.Attribute(attr=m.Name("step")))):
+        call = cst.ensure_type(node, cst.Call)
+        owner = cst.ensure_type(call.func, cst.Attribute).value
+        args = [a.value for a in call.args if a.keyword is None]
+        name = dotted_name(args[0]) if len(args) == 1 else None  # `scaler.step(opt_d)`
+        found.add(name or dotted_name(owner) or "")
+    return frozenset(found - {dotted_name(optimizer) or "", ""})
 
 
 def hands_optimizer_away(
@@ -112,6 +135,8 @@ def hands_optimizer_away(
         name = index.qualified(call.func)
         if name is not None and name.startswith("torch."):
             continue  # torch's own functions never clear gradients
+        if isinstance(call.func, cst.Name) and hasattr(builtins, call.func.value):
+            continue  # `print(optimizer)`, `isinstance(optimizer, ...)`
         if any(dotted_name(arg.value) == key for arg in call.args):
             return True
     return False

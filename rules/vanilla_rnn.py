@@ -1,0 +1,257 @@
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.semantics.names import dotted_name
+from gradlint.semantics.training_extra import is_sequence_length_name, numeric_literal
+
+VANILLA_RNNS = frozenset({"torch.nn.RNN", "torch.nn.RNNCell"})
+GATED_RNNS = frozenset(
+    {"torch.nn.LSTM", "torch.nn.GRU", "torch.nn.LSTMCell", "torch.nn.GRUCell"}
+)
+ALL_RNNS = VANILLA_RNNS | GATED_RNNS
+
+
+class VanillaRnn(Rule):
+    """
+    ## What it does
+    Flags `nn.RNN` and `nn.RNNCell` (tanh or relu), the vanilla Elman recurrence, unless the
+    file shows that sequences are short: every literal sequence length it names
+    (`seq_len`, `max_len`, `window`, `n_steps`, `block_size`, ...) is at most 20, or the
+    layer is stepped in a loop over `range(<20 or fewer>)`.
+
+    ## Why is this bad?
+    A vanilla RNN computes `h_t = f(W_hh h_{t-1} + W_ih x_t)`. Backpropagation through time
+    multiplies the gradient by `W_hhᵀ·diag(f'(·))` once per step, so after T steps it is
+    scaled roughly by the T-th power of that matrix's norm: below 1 it vanishes (the model
+    cannot learn dependencies more than a few dozen steps apart), above 1 it explodes.
+    LSTM and GRU add an additive cell/state path controlled by gates, whose derivative
+    stays near 1 when the forget/update gate is open, so the gradient survives long spans.
+
+    ## Known limitations
+    Sequence lengths are read only from literals in this file; a length from a config or
+    the data is unknown, and then the layer is reported. The threshold is the
+    `max-short-sequence` option. A vanilla RNN built in one branch of an `if` whose other
+    branch builds an LSTM/GRU is a user's choice of cell type and is not reported.
+    """
+
+    CODE = "GL112"
+    SEVERITY = Severity.INFO
+    MESSAGE = (
+        "`nn.{layer}` is a vanilla RNN; backprop through time multiplies the gradient by "
+        "W_hh·diag(f') at every step, so over long sequences it vanishes or explodes"
+    )
+    HINT = (
+        "Use nn.LSTM or nn.GRU (nn.LSTMCell / nn.GRUCell): their gated, additive state path "
+        "carries the gradient across many time steps"
+    )
+    OPTIONS = {"max-short-sequence": 20}
+
+    VALID = [
+        Valid("""
+            from torch import nn
+            class CharModel(nn.Module):
+                def __init__(self, vocab, hidden):
+                    super().__init__()
+                    self.embed = nn.Embedding(vocab, hidden)
+                    self.rnn = nn.LSTM(hidden, hidden, num_layers=2, batch_first=True)
+                    self.head = nn.Linear(hidden, vocab)
+        """),
+        # short, known sequences: a 10-step window
+        Valid("""
+            import torch.nn as nn
+            SEQ_LEN = 10
+            class Forecaster(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.rnn = nn.RNN(1, 32, batch_first=True)
+                    self.fc = nn.Linear(32, 1)
+        """),
+        # a cell unrolled over a literal 5 steps
+        Valid("""
+            import torch
+            from torch import nn
+            class Decoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.cell = nn.RNNCell(16, 16)
+                def forward(self, h):
+                    outs = []
+                    for t in range(5):
+                        h = self.cell(torch.zeros_like(h), h)
+                        outs.append(h)
+                    return torch.stack(outs)
+        """),
+        # GRU cell and packed sequences from torch.nn.utils.rnn
+        Valid("""
+            from torch import nn
+            from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+            class Encoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.gru = nn.GRU(64, 128, bidirectional=True)
+                    self.cell = nn.GRUCell(64, 64)
+                def forward(self, x, lengths):
+                    out, h = self.gru(pack_padded_sequence(x, lengths))
+                    return pad_packed_sequence(out)[0]
+        """),
+        # a local class that happens to be called RNN
+        Valid("""
+            from torch import nn
+            class RNN(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.lstm = nn.LSTM(8, 8)
+            model = RNN()
+        """),
+        # an unrelated library's RNN
+        Valid("""
+            from keras.layers import SimpleRNN
+            from mylib import nn
+            layer = nn.RNN(8, 8)
+        """),
+        # a user-selectable cell type (pytorch/examples word_language_model)
+        Valid("""
+            import torch.nn as nn
+            class RNNModel(nn.Module):
+                def __init__(self, rnn_type, ninp, nhid, nlayers):
+                    super().__init__()
+                    if rnn_type in ["LSTM", "GRU"]:
+                        self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers)
+                    elif rnn_type == "GRU_ONLY":
+                        self.rnn = nn.GRU(ninp, nhid, nlayers)
+                    else:
+                        nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[rnn_type]
+                        self.rnn = nn.RNN(ninp, nhid, nlayers, nonlinearity=nonlinearity)
+        """),
+        # the sequence length is a keyword argument literal
+        Valid("""
+            from torch import nn
+            class Toy(nn.Module):
+                def __init__(self, hidden=32, seq_len=8):
+                    super().__init__()
+                    self.rnn = nn.RNN(4, hidden, nonlinearity="relu")
+        """),
+    ]
+    INVALID = [
+        Invalid("""
+            from torch import nn
+            class CharModel(nn.Module):
+                def __init__(self, vocab, hidden):
+                    super().__init__()
+                    self.embed = nn.Embedding(vocab, hidden)
+                    self.rnn = nn.RNN(hidden, hidden, num_layers=2, batch_first=True)
+                    self.head = nn.Linear(hidden, vocab)
+        """, line=6, message="`nn.RNN`"),
+        # a long window
+        Invalid("""
+            import torch.nn as nn
+            SEQ_LEN = 200
+            class Forecaster(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.rnn = nn.RNN(1, 32, batch_first=True)
+        """, line=6),
+        # a cell unrolled over an unknown number of steps
+        Invalid("""
+            import torch
+            from torch.nn import RNNCell
+            class Decoder(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.cell = RNNCell(16, 16, nonlinearity="tanh")
+                def forward(self, xs, h):
+                    for x in xs:
+                        h = self.cell(x, h)
+                    return h
+        """, line=6, message="nn.RNNCell"),
+        # built outside a class, one short and one long length: the longest decides
+        Invalid("""
+            import torch
+            max_len = 512
+            window = 16
+            rnn = torch.nn.RNN(input_size=8, hidden_size=8)
+        """, line=4),
+    ]
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self.rnns: list[tuple[cst.Call, str]] = []
+        self.targets: dict[cst.Call, str] = {}  # constructor -> attribute/name it is bound to
+        self.lengths: list[float] = []
+        self.short_loops: list[cst.For] = []
+        self.chosen: set[cst.CSTNode] = set()  # vanilla RNNs in a branch beside a gated one
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = self.index.call_name(node)
+        if name in VANILLA_RNNS:
+            self.rnns.append((node, name.rsplit(".", 1)[-1]))
+        for arg in node.args:
+            if arg.keyword is not None:
+                self._length(arg.keyword.value, arg.value)  # `Dataset(seq_len=10)`
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            key = dotted_name(target.target)
+            if key is None:
+                continue  # tuple unpacking
+            if isinstance(node.value, cst.Call):
+                self.targets[node.value] = key.rsplit(".", 1)[-1]
+            self._length(key.rsplit(".", 1)[-1], node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        key = dotted_name(node.target)
+        if key is not None and node.value is not None:
+            self._length(key.rsplit(".", 1)[-1], node.value)
+
+    def visit_Param(self, node: cst.Param) -> None:
+        if node.default is not None:
+            self._length(node.name.value, node.default)
+
+    def visit_For(self, node: cst.For) -> None:
+        if m.matches(node.iter, m.Call(func=m.Name("range"))):
+            bounds = [numeric_literal(a.value) for a in cst.ensure_type(node.iter, cst.Call).args]
+            if bounds and all(b is not None for b in bounds[:2]):
+                span = bounds[0] if len(bounds) == 1 else (bounds[1] or 0) - (bounds[0] or 0)
+                if span is not None and span <= self.options["max-short-sequence"]:
+                    self.short_loops.append(node)
+
+    def visit_If(self, node: cst.If) -> None:
+        self._choice(node.body, node.orelse)
+
+    def visit_IfExp(self, node: cst.IfExp) -> None:
+        self._choice(node.body, node.orelse)
+
+    def leave_Module(self, original_node: cst.Module) -> None:
+        limit = self.options["max-short-sequence"]
+        if self.lengths and max(self.lengths) <= limit:
+            return  # every sequence length this file names is short
+        for call, layer in self.rnns:
+            if call in self.chosen:
+                continue  # one option beside LSTM/GRU (`if rnn_type == "RNN_TANH": ...`)
+            if self._in_short_loop(self.targets.get(call)):
+                continue  # stepped over a literal handful of time steps
+            self.report(call, layer=layer)
+
+    def _length(self, name: str, value: cst.BaseExpression) -> None:
+        number = numeric_literal(value)
+        if number is not None and is_sequence_length_name(name):
+            self.lengths.append(number)
+
+    def _choice(self, body: cst.CSTNode, orelse: cst.CSTNode | None) -> None:
+        if orelse is None:
+            return  # no alternative branch
+        sides = [self._recurrent_calls(body), self._recurrent_calls(orelse)]
+        for mine, other in (sides, sides[::-1]):
+            if any(self.index.call_name(c) in GATED_RNNS for c in other):
+                self.chosen.update(c for c in mine if self.index.call_name(c) in VANILLA_RNNS)
+
+    def _recurrent_calls(self, node: cst.CSTNode) -> list[cst.CSTNode]:
+        return [c for c in m.findall(node, m.Call()) if self.index.call_name(c) in ALL_RNNS]
+
+    def _in_short_loop(self, target: str | None) -> bool:
+        if target is None:
+            return False
+        called = m.Call(func=m.Name(target) | m.Attribute(attr=m.Name(target)))
+        return any(m.findall(loop.body, called) for loop in self.short_loops)
