@@ -64,3 +64,20 @@ def test_names_outside_the_tree_stay_unresolved() -> None:
 def test_summary_round_trips_through_json() -> None:
     summary = _summary("pkg.models", package=True, imports={"E": ".rnn.E"}, classes=("Net",))
     assert FileSummary.from_json(summary.to_json()) == summary
+
+
+def test_tuple_assignments_in_init_record_each_layer() -> None:
+    import libcst as cst
+
+    from gradlint.semantics.index import TorchIndex
+
+    source = (
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc1, self.fc2 = nn.Linear(4, 4), nn.Linear(4, 2)\n"
+        "        self.a, *rest = [1, 2, 3]\n"
+    )
+    info = TorchIndex(cst.parse_module(source)).module_classes["Net"]
+    assert sorted(info.attrs) == ["fc1", "fc2"]

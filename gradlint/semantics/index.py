@@ -123,6 +123,15 @@ def _self_assignments(statement: cst.CSTNode) -> list[tuple[str, cst.BaseExpress
             attr = self_attribute(target)
             if attr is not None and value is not None:
                 pairs.append((attr, value))
+            elif (  # `self.a, self.b = nn.Linear(...), nn.Linear(...)`
+                isinstance(target, (cst.Tuple, cst.List))
+                and isinstance(value, (cst.Tuple, cst.List))
+                and len(target.elements) == len(value.elements)
+            ):
+                for left, right in zip(target.elements, value.elements):
+                    name = self_attribute(left.value)
+                    if name is not None and not isinstance(left, cst.StarredElement):
+                        pairs.append((name, right.value))
     return pairs
 
 
