@@ -482,9 +482,10 @@ def frozen_attributes(info: ModuleClass) -> set[str] | None:
                                              | m.Name())):
         call = cst.ensure_type(call, cst.Call)
         func = call.func
-        bare = func.attr.value if isinstance(func, cst.Attribute) else cst.ensure_type(func, cst.Name).value
+        bare = _bare(func) or ""
         if isinstance(func, cst.Attribute) and bare in FREEZE_METHODS:
-            if bare != "eval" and not (call.args and m.matches(call.args[0].value, m.Name("False"))):
+            off = bool(call.args) and m.matches(call.args[0].value, m.Name("False"))
+            if bare != "eval" and not off:
                 continue
             owner = _self_root_name(func.value)
             if owner == "self":
@@ -574,8 +575,16 @@ def is_pass_through_backward(function: cst.FunctionDef) -> bool:
     """`return grad_output` / `grad_output.clone()` (with Nones), or `raise NotImplementedError`:
     nothing hand-derived to check."""
     params = [p.name.value for p in function.params.params][1:]  # after ctx
-    body = [s for s in getattr(function.body, "body", ())
-            if not m.matches(s, m.SimpleStatementLine([m.Expr(m.SimpleString() | m.ConcatenatedString())]))]
+    docstring = m.SimpleStatementLine([m.Expr(m.SimpleString() | m.ConcatenatedString())])
+    body = [s for s in getattr(function.body, "body", ()) if not m.matches(s, docstring)]
+    while len(body) > 1 and m.matches(body[0], m.SimpleStatementLine([m.Assign(
+            targets=[m.AssignTarget(m.Name())])])):
+        assign = cst.ensure_type(cst.ensure_type(body[0], cst.SimpleStatementLine).body[0],
+                                 cst.Assign)
+        if not _is_gradient_copy(assign.value, params):
+            return False
+        params.append(cst.ensure_type(assign.targets[0].target, cst.Name).value)
+        body = body[1:]  # `grad_input = grad_output.clone()`
     if len(body) != 1 or not isinstance(body[0], cst.SimpleStatementLine):
         return False
     statement = body[0].body[0]
@@ -585,14 +594,15 @@ def is_pass_through_backward(function: cst.FunctionDef) -> bool:
         return False
     value = statement.value
     parts = [e.value for e in value.elements] if isinstance(value, cst.Tuple) else [value]
-    for part in parts:
-        if m.matches(part, m.Name("None")):
-            continue
-        if m.matches(part, m.Call(func=m.Attribute(attr=m.Name("clone")), args=[])):
-            part = cst.ensure_type(cst.ensure_type(part, cst.Call).func, cst.Attribute).value
-        if not (isinstance(part, cst.Name) and part.value in params):
-            return False
-    return True
+    return all(m.matches(part, m.Name("None")) or _is_gradient_copy(part, params)
+               for part in parts)
+
+
+def _is_gradient_copy(node: cst.BaseExpression, params: list[str]) -> bool:
+    """`grad_output` or `grad_output.clone()` for an incoming gradient."""
+    if m.matches(node, m.Call(func=m.Attribute(attr=m.Name("clone")), args=[])):
+        node = cst.ensure_type(cst.ensure_type(node, cst.Call).func, cst.Attribute).value
+    return isinstance(node, cst.Name) and node.value in params
 
 
 def is_test_path(path: str) -> bool:

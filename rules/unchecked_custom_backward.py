@@ -1,0 +1,244 @@
+from __future__ import annotations
+
+import libcst as cst
+
+from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.semantics import graph
+
+
+class UncheckedCustomBackward(Rule):
+    """
+    ## What it does
+    Flags a `torch.autograd.Function` subclass with a hand-written `backward` when no
+    `torch.autograd.gradcheck` / `gradgradcheck` call in the same file exercises it.
+
+    ## Why is this bad?
+    Autograd trusts a custom `backward` blindly. A wrong sign, a missing factor or a
+    transposed product gives gradients that look plausible but point the wrong way: the
+    model trains worse or not at all, and nothing raises. `torch.autograd.gradcheck`
+    compares the analytic Jacobian with central differences `(f(x+ε) - f(x-ε)) / 2ε` in
+    double precision and fails loudly when they disagree.
+
+    A backward that passes the gradient through unchanged (straight-through) or raises
+    `NotImplementedError` has nothing to check, and test files are not flagged.
+
+    ## Known limitations
+    Only the linted file is searched for a gradcheck call; a test elsewhere in the project
+    is not seen, hence the INFO severity.
+    """
+
+    CODE = "GL117"
+    SEVERITY = Severity.INFO
+    MESSAGE = (
+        "`{name}` defines its own backward, but no gradcheck in this file compares it with "
+        "numerical gradients; run `gradlint gradcheck {path}:{name} --input-shape ...`"
+    )
+    HINT = (
+        "Call torch.autograd.gradcheck({name}.apply, inputs) on double-precision inputs "
+        "with requires_grad=True"
+    )
+
+    VALID = [
+        Valid("""
+            import torch
+            class Square(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x):
+                    ctx.save_for_backward(x)
+                    return x * x
+                @staticmethod
+                def backward(ctx, grad_output):
+                    (x,) = ctx.saved_tensors
+                    return 2 * x * grad_output
+            x = torch.randn(4, dtype=torch.double, requires_grad=True)
+            assert torch.autograd.gradcheck(Square.apply, (x,))
+        """),
+        # checked through a lambda and a wrapper function, with gradgradcheck
+        Valid("""
+            import torch
+            from torch.autograd import Function, gradcheck, gradgradcheck
+            class Scale(Function):
+                @staticmethod
+                def forward(ctx, x, s):
+                    ctx.s = s
+                    return x * s
+                @staticmethod
+                def backward(ctx, g):
+                    return g * ctx.s, None
+            class Cube(Function):
+                @staticmethod
+                def forward(ctx, x):
+                    ctx.save_for_backward(x)
+                    return x ** 3
+                @staticmethod
+                def backward(ctx, g):
+                    (x,) = ctx.saved_tensors
+                    return 3 * x ** 2 * g
+            def cube(x):
+                return Cube.apply(x)
+            def test():
+                x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+                gradcheck(lambda t: Scale.apply(t, 2.0), (x,))
+                gradgradcheck(cube, (x,))
+        """),
+        # straight-through and not-implemented backwards have nothing to check
+        Valid("""
+            import torch
+            class RoundSTE(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x):
+                    return x.round()
+                @staticmethod
+                def backward(ctx, grad_output):
+                    return grad_output.clone()
+            class WeightQuant(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, w):
+                    return w.sign()
+                @staticmethod
+                def backward(ctx, grad_output):
+                    grad_input = grad_output.clone()
+                    return grad_input
+            class NoGrad(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x):
+                    return x.sign()
+                @staticmethod
+                def backward(ctx, grad_output):
+                    raise NotImplementedError("sign has no gradient")
+        """),
+        # no hand-written backward: autograd derives it
+        Valid("""
+            from torch.autograd.function import Function
+            class Identity(Function):
+                @staticmethod
+                def forward(ctx, x):
+                    return x.view_as(x)
+        """),
+        # a class named Function that is not torch's
+        Valid("""
+            from sympy import Function
+            class MyFunc(Function):
+                @staticmethod
+                def backward(ctx, g):
+                    return g * 2
+        """),
+        # checked through a module-level alias
+        Valid("""
+            import torch
+            class Swish(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x):
+                    ctx.save_for_backward(x)
+                    return x * torch.sigmoid(x)
+                @staticmethod
+                def backward(ctx, g):
+                    (x,) = ctx.saved_tensors
+                    s = torch.sigmoid(x)
+                    return g * (s * (1 + x * (1 - s)))
+            swish = Swish.apply
+            if __name__ == "__main__":
+                x = torch.randn(5, dtype=torch.double, requires_grad=True)
+                torch.autograd.gradcheck(swish, (x,))
+        """),
+    ]
+    INVALID = [
+        Invalid("""
+            import torch
+            class Square(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x):
+                    ctx.save_for_backward(x)
+                    return x * x
+                @staticmethod
+                def backward(ctx, grad_output):
+                    (x,) = ctx.saved_tensors
+                    return 2 * x * grad_output
+        """, line=2, message="gradlint gradcheck snippet.py:Square"),
+        # gradient reversal: hand-written, even if simple
+        Invalid("""
+            from torch.autograd import Function
+            class GradReverse(Function):
+                @staticmethod
+                def forward(ctx, x, alpha):
+                    ctx.alpha = alpha
+                    return x.view_as(x)
+                @staticmethod
+                def backward(ctx, grad_output):
+                    return grad_output.neg() * ctx.alpha, None
+        """, line=2),
+        # gradcheck of another function does not cover this one
+        Invalid("""
+            import torch
+            import torch.autograd as autograd
+            class Clamp(autograd.Function):
+                @staticmethod
+                def forward(ctx, x):
+                    ctx.save_for_backward(x)
+                    return x.clamp(0, 1)
+                @staticmethod
+                def backward(ctx, g):
+                    (x,) = ctx.saved_tensors
+                    return g * ((x > 0) & (x < 1))
+            x = torch.randn(3, dtype=torch.double, requires_grad=True)
+            autograd.gradcheck(torch.sigmoid, (x,))
+        """, line=3),
+        Invalid("""
+            from torch.autograd.function import Function
+            class Base(Function):
+                pass
+            class LogSumExp(Base):
+                @staticmethod
+                def forward(ctx, x):
+                    out = x.exp().sum().log()
+                    ctx.save_for_backward(x, out)
+                    return out
+                @staticmethod
+                def backward(ctx, g):
+                    x, out = ctx.saved_tensors
+                    return g * (x - out).exp()
+        """, line=4),
+    ]
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self._checked: set[str] = set()
+        self._aliases: dict[str, set[str]] = {}
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if graph.is_gradcheck_call(self.index, node):
+            for arg in node.args:
+                self._checked |= graph.mentioned_names(arg.value)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            if isinstance(target.target, cst.Name):
+                self._aliases.setdefault(target.target.value, set()).update(
+                    graph.mentioned_names(node.value))
+
+    def leave_Module(self, original_node: cst.Module) -> None:
+        if graph.is_test_path(self.context.path):
+            return  # tests exercise the backward in their own way
+        checked = self._expand(self._checked)
+        for name, node in graph.autograd_functions(self.index).items():
+            backward = next((s for s in node.body.body if isinstance(s, cst.FunctionDef)
+                             and s.name.value == "backward"), None)
+            if backward is None or graph.is_pass_through_backward(backward):
+                continue  # autograd derives it, or there is nothing hand-derived to check
+            if name in checked:
+                continue  # a gradcheck call reaches it
+            self.report(node.name, name=name, path=self.context.path)
+
+    def _expand(self, names: set[str]) -> set[str]:
+        """Follow wrapper functions and aliases (`def cube(x): return Cube.apply(x)`)."""
+        seen: set[str] = set()
+        todo = list(names)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            function = self.index.functions.get(name)
+            if function is not None:
+                todo.extend(graph.mentioned_names(function.body))
+            todo.extend(self._aliases.get(name, ()))
+        return seen
