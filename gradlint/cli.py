@@ -6,6 +6,7 @@ import os
 import sys
 import tempfile
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,13 +15,17 @@ from typing import Any
 import click
 
 from gradlint import __version__
+from gradlint.baseline import BaselineError, apply_baseline, read_baseline, write_baseline
 from gradlint.cache import CACHE_DIR_NAME, clean
 from gradlint.config import Config, ConfigError, find_config_file, load_config
 from gradlint.discovery import DiscoveryError, discover
 from gradlint.engine import lint_source
 from gradlint.findings import FileResult, Severity
 from gradlint.fixes import FixError, apply_fixes, check_parses, unified_diff, write_atomically
+from gradlint.notebook import is_notebook, lint_notebook, to_cells
 from gradlint.output import RENDERERS
+from gradlint.output.color import colorize, use_color
+from gradlint.output.progress import Progress
 from gradlint.registry import all_rules, find_rule, selected_rules, validate_selectors
 from gradlint.runner import RunOptions, lint_tree
 
@@ -31,13 +36,17 @@ class _DefaultGroup(click.Group):
     """`gradlint src/` means `gradlint check src/`; subcommands win over folder names."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+        if not args or (
+            args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")
+        ):
             args = ["check", *args]
         return super().parse_args(ctx, args)
 
 
 @click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="gradlint", message="%(prog)s %(version)s")
+@click.version_option(
+    __version__, "--version", prog_name="gradlint", message="%(prog)s %(version)s"
+)
 def cli() -> None:
     """Find gradient-flow bugs in PyTorch code.
 
@@ -55,22 +64,99 @@ def _split(values: Sequence[str]) -> tuple[str, ...] | None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--select", multiple=True, metavar="CODES", help="Rules to enable: codes, prefixes (GL1) or names; comma-separated.")
+@click.option(
+    "--select",
+    multiple=True,
+    metavar="CODES",
+    help="Rules to enable: codes, prefixes (GL1) or names; comma-separated.",
+)
 @click.option("--ignore", multiple=True, metavar="CODES", help="Rules to disable, like --select.")
-@click.option("--extend-select", multiple=True, metavar="CODES", help="Rules to enable on top of the selection.")
-@click.option("--format", "output_format", type=click.Choice(sorted(RENDERERS)), default="concise", show_default=True, help="Output format.")
-@click.option("-o", "--output-file", type=click.Path(path_type=Path, dir_okay=False), help="Write the report to this file instead of standard output.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), help="Read settings from this pyproject.toml instead of searching for one.")
+@click.option(
+    "--extend-select",
+    multiple=True,
+    metavar="CODES",
+    help="Rules to enable on top of the selection.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(sorted(RENDERERS)),
+    default="concise",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "-o",
+    "--output-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the report to this file instead of standard output.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read settings from this pyproject.toml instead of searching for one.",
+)
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
-@click.option("--fail-on", type=click.Choice([s.value for s in Severity]), default="info", show_default=True, help="Lowest severity that makes the exit code 1.")
-@click.option("--statistics", is_flag=True, help="Show how many findings each rule produced instead of the findings.")
+@click.option(
+    "--fail-on",
+    type=click.Choice([s.value for s in Severity]),
+    default="info",
+    show_default=True,
+    help="Lowest severity that makes the exit code 1.",
+)
+@click.option(
+    "--statistics",
+    is_flag=True,
+    help="Show how many findings each rule produced instead of the findings.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
-@click.option("--stdin-filename", metavar="NAME", help="Lint source read from standard input, reported as NAME.")
-@click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, help="Worker processes (default: one per available core).")
+@click.option(
+    "--stdin-filename",
+    metavar="NAME",
+    help="Lint source read from standard input, reported as NAME.",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Worker processes (default: one per available core).",
+)
 @click.option("--no-cache", is_flag=True, help="Do not read or write the cache.")
-@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="Cache folder (default: .gradlint_cache beside the configuration).")
-@click.option("--fix", is_flag=True, help="Apply the fixes rules offer, then report what is left. Fixes change training behaviour: review them.")
-@click.option("--diff", is_flag=True, help="Print the fixes as a unified diff instead of writing them.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Cache folder (default: .gradlint_cache beside the configuration).",
+)
+@click.option(
+    "--fix",
+    is_flag=True,
+    help="Apply the fixes rules offer, then report what is left. "
+    "Fixes change training behaviour: review them.",
+)
+@click.option(
+    "--diff", is_flag=True, help="Print the fixes as a unified diff instead of writing them."
+)
+@click.option(
+    "--baseline",
+    "baseline_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Hide the findings recorded in this baseline file; report only new ones.",
+)
+@click.option(
+    "--write-baseline",
+    "write_baseline_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Record every current finding in this baseline file and exit 0.",
+)
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour the concise and full output (auto: on a terminal, unless NO_COLOR is set).",
+)
 def check(
     paths: tuple[Path, ...],
     select: tuple[str, ...],
@@ -89,9 +175,14 @@ def check(
     cache_dir: Path | None,
     fix: bool,
     diff: bool,
+    baseline_path: Path | None,
+    write_baseline_path: Path | None,
+    color: str,
 ) -> None:
     """Lint PyTorch source files and folders (default: the current folder)."""
     from_stdin = stdin_filename is not None or paths == (Path("-"),)
+    started = time.perf_counter()
+    hidden = None
     try:
         flags = {"--select": select, "--ignore": ignore, "--extend-select": extend_select}
         for flag, values in flags.items():  # checked here so the config file is not blamed
@@ -100,37 +191,58 @@ def check(
         config = config.with_cli(
             select=_split(select),
             ignore=(*config.ignore, *(_split(ignore) or ())) if ignore else None,
-            extend_select=(*config.extend_select, *(_split(extend_select) or ())) if extend_select else None,
+            extend_select=(*config.extend_select, *(_split(extend_select) or ()))
+            if extend_select
+            else None,
         )
         rules = selected_rules(config)
         if from_stdin:
             name = stdin_filename or "-"
             source = sys.stdin.buffer.read()
-            results = [lint_source(source, name, config, rules)]
+            if is_notebook(name):
+                results = [to_cells(lint_notebook(source, name, config, rules), source)]
+            else:
+                results = [lint_source(source, name, config, rules)]
             if fix or diff:
                 _fail("--fix and --diff need files, not standard input")
         else:
             files = discover(list(paths) or [Path(".")], config)
             folder = None if no_cache else (cache_dir or config.root / CACHE_DIR_NAME)
             options = RunOptions(jobs=jobs, cache_dir=folder)
-            results = lint_tree(files, config, rules, options)
+            with Progress(len(files), enabled=not quiet):
+                results = lint_tree(files, config, rules, options)
             if diff:
-                _write(_fix_diffs(results), output_file)
-                changed = any(r.findings and any(f.fix for f in r.findings) for r in results)
-                sys.exit(EXIT_FINDINGS if changed and not exit_zero else EXIT_CLEAN)
+                patch = _fix_diffs(results)  # empty when no fix applies (notebooks included)
+                _write(patch, output_file)
+                sys.exit(EXIT_FINDINGS if patch and not exit_zero else EXIT_CLEAN)
             if fix:
                 fixed, results = _apply_fixes(results, files, config, rules, options)
                 if fixed and not quiet:
                     click.echo(f"Fixed {fixed} finding{'s' * (fixed != 1)}.", err=True)
-    except (ConfigError, DiscoveryError, FixError) as exc:
+        if write_baseline_path is not None:
+            recorded = write_baseline(write_baseline_path, results, config.root)
+            if not quiet:
+                noun = "finding" if recorded == 1 else "findings"
+                click.echo(f"Recorded {recorded} {noun} in {write_baseline_path}.", err=True)
+            sys.exit(EXIT_CLEAN)
+        if baseline_path is not None:
+            hidden = apply_baseline(results, read_baseline(baseline_path), config.root)
+            results = hidden.results
+    except (ConfigError, DiscoveryError, FixError, BaselineError) as exc:
         _fail(str(exc))
     report = RENDERERS[output_format](results, rules)
     human = output_format in ("concise", "full")
+    terminal = output_file is None and _is_terminal()
     if statistics and human:
         report = _statistics(results)
+    colored = human and not statistics and use_color(color, terminal)
+    if colored:
+        report = colorize(report, results)
     if human and not quiet:
-        report += _summary(results)
-    _write(report, output_file)
+        report += _summary(results, time.perf_counter() - started if terminal else None)
+        if hidden is not None:
+            report += _baseline_note(hidden.matched, hidden.stale, baseline_path)
+    _write(report, output_file, colored)
     threshold = Severity(fail_on).rank
     failing = any(f.severity.rank >= threshold for r in results for f in r.findings)
     sys.exit(EXIT_FINDINGS if failing and not exit_zero else EXIT_CLEAN)
@@ -140,8 +252,8 @@ def _fixed_sources(results: Sequence[FileResult]) -> Iterator[tuple[Path, str, s
     """(path, old text, new text, fixes applied) for every file with applicable fixes."""
     for result in results:
         fixes = [f.fix for f in result.findings if f.fix is not None]
-        if not fixes:
-            continue
+        if not fixes or is_notebook(result.path):
+            continue  # nothing to fix; or a notebook, whose cells are JSON strings on disk
         path = Path(result.path)
         try:
             old = path.read_bytes().decode("utf-8")
@@ -154,7 +266,9 @@ def _fixed_sources(results: Sequence[FileResult]) -> Iterator[tuple[Path, str, s
 
 
 def _fix_diffs(results: Sequence[FileResult]) -> str:
-    return "".join(unified_diff(old, new, path.as_posix()) for path, old, new, _ in _fixed_sources(results))
+    return "".join(
+        unified_diff(old, new, path.as_posix()) for path, old, new, _ in _fixed_sources(results)
+    )
 
 
 def _apply_fixes(
@@ -178,7 +292,11 @@ def _resolve_config(explicit: Path | None, paths: Sequence[Path], stdin_name: st
         if not explicit.is_file():
             raise ConfigError(f"{explicit}: configuration file not found")
         return load_config(explicit)
-    start = Path(stdin_name).parent if stdin_name else (paths[0] if paths and paths[0] != Path("-") else Path("."))
+    start = (
+        Path(stdin_name).parent
+        if stdin_name
+        else (paths[0] if paths and paths[0] != Path("-") else Path("."))
+    )
     if not start.exists():
         start = Path(".")
     return load_config(find_config_file(start))
@@ -190,18 +308,38 @@ def _statistics(results: Sequence[FileResult]) -> str:
     return "".join(f"{count:>5}  {code}  {name}\n" for (code, name), count in rows)
 
 
-def _summary(results: Sequence[FileResult]) -> str:
+def _is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _summary(results: Sequence[FileResult], elapsed: float | None = None) -> str:
+    """One line; on a terminal (`elapsed` given) it adds the findings per rule and the time."""
     total = sum(len(r.findings) for r in results)
+    took = f" in {elapsed:.2f}s" if elapsed is not None else ""
     if total == 0:
-        return f"All checks passed! ({len(results)} file{'s' * (len(results) != 1)} checked)\n"
+        return (
+            f"All checks passed! ({len(results)} file{'s' * (len(results) != 1)} checked{took})\n"
+        )
     files = sum(1 for r in results if r.findings)
     noun = "finding" if total == 1 else "findings"
-    return f"Found {total} {noun} in {files} file{'s' * (files != 1)} ({len(results)} checked).\n"
+    line = f"Found {total} {noun} in {files} file{'s' * (files != 1)} ({len(results)} checked"
+    if elapsed is None:
+        return line + ").\n"
+    counts = Counter(f.code for r in results for f in r.findings)
+    per_rule = ", ".join(f"{code} x{n}" for code, n in sorted(counts.items()))
+    return f"{line}{took}): {per_rule}.\n"
 
 
-def _write(report: str, target: Path | None) -> None:
+def _baseline_note(matched: int, stale: int, path: Path | None) -> str:
+    note = f"{matched} known finding{'s' * (matched != 1)} hidden by the baseline {path}"
+    if stale:
+        note += f"; {stale} baseline entr{'ies' if stale != 1 else 'y'} no longer match (fixed?)"
+    return note + ".\n"
+
+
+def _write(report: str, target: Path | None, colored: bool = False) -> None:
     if target is None:
-        click.echo(report, nl=False)
+        click.echo(report, nl=False, color=True if colored else None)
         return
     try:  # write beside the target and rename, so a failed run never leaves half a report
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +357,11 @@ def _fail(message: str) -> None:
 
 
 @cli.command("clean")
-@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="The cache folder to delete.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The cache folder to delete.",
+)
 def clean_command(cache_dir: Path | None) -> None:
     """Delete the cache folder."""
     try:
@@ -235,14 +377,22 @@ def clean_command(cache_dir: Path | None) -> None:
 
 
 @cli.command("rules")
-@click.option("--all", "show_all", is_flag=True, help="Include rules that are off by default (always shown; kept for scripts).")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Include rules that are off by default (always shown; kept for scripts).",
+)
 def rules_command(show_all: bool) -> None:
     """List every rule: code, name, severity, and what it finds."""
     rules = all_rules()
     width = max(len(rule.name()) for rule in rules)
     for rule in rules:
         state = "" if rule.DEFAULT_ENABLED else " (off by default)"
-        click.echo(f"{rule.CODE}  {rule.name():<{width}}  {rule.SEVERITY.value:<7}  {rule.summary()}{state}")
+        click.echo(
+            f"{rule.CODE}  {rule.name():<{width}}  {rule.SEVERITY.value:<7}  "
+            f"{rule.summary()}{state}"
+        )
 
 
 @cli.command()
@@ -258,8 +408,12 @@ def explain(code: str) -> None:
 
 def explain_text(rule: Any) -> str:
     """The rule's page: header, docstring, example and fix (from its own test cases)."""
-    parts = [f"# {rule.CODE} {rule.name()}", "", f"Severity: {rule.SEVERITY.value}"
-             + ("" if rule.DEFAULT_ENABLED else " (off by default)"), ""]
+    parts = [
+        f"# {rule.CODE} {rule.name()}",
+        "",
+        f"Severity: {rule.SEVERITY.value}" + ("" if rule.DEFAULT_ENABLED else " (off by default)"),
+        "",
+    ]
     parts.append(textwrap.dedent(rule.__doc__ or "").strip())
     if rule.INVALID:
         parts += ["", "## Example", "", "```python", rule.INVALID[0].source.rstrip(), "```"]
@@ -269,6 +423,20 @@ def explain_text(rule: Any) -> str:
         parts += ["", "## Options", "", f"Under `[tool.gradlint.rules.{rule.name()}]`:", ""]
         parts += [f"- `{key}` (default `{value!r}`)" for key, value in rule.OPTIONS.items()]
     return "\n".join(parts) + "\n"
+
+
+@cli.command("lsp")
+def lsp_command() -> None:
+    """Run the language server over stdio (needs the `lsp` extra: pygls)."""
+    try:
+        from gradlint.lsp import MissingExtra, serve
+    except ImportError as exc:  # pragma: no cover - gradlint.lsp imports pygls lazily
+        _fail(str(exc))
+        return
+    try:
+        serve()
+    except MissingExtra as exc:
+        _fail(str(exc))
 
 
 def _register_optional_commands() -> None:

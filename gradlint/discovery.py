@@ -1,4 +1,4 @@
-"""Paths on the command line -> the sorted list of Python files to lint."""
+"""Paths on the command line -> the sorted list of Python files and notebooks to lint."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 from gradlint.config import DEFAULT_EXCLUDE, Config
 from gradlint.suppression import path_matches
 
-SUFFIXES = (".py", ".pyi")
+SUFFIXES = (".py", ".pyi", ".ipynb")
+SKIPPED_FOLDERS = frozenset({".ipynb_checkpoints"})  # Jupyter's autosaved copies
 
 
 class DiscoveryError(Exception):
@@ -19,7 +20,7 @@ class DiscoveryError(Exception):
 def relative_to_root(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root).as_posix()
-    except ValueError:
+    except (ValueError, RuntimeError, OSError):  # outside the root, or a symlink loop
         return path.as_posix()
 
 
@@ -53,7 +54,7 @@ def _walk(top: Path, config: Config) -> Iterable[Path]:
         kept = []
         for name in sorted(dirs):
             full = os.path.join(folder, name)
-            if is_excluded(Path(full), config) or _is_virtualenv(full):
+            if name in SKIPPED_FOLDERS or is_excluded(Path(full), config) or _is_virtualenv(full):
                 continue
             kept.append(name)
         dirs[:] = kept

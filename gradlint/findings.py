@@ -56,10 +56,11 @@ class Finding:
     message: str
     hint: str | None = None
     fix: Fix | None = None
+    cell: int | None = None  # notebooks: the code cell (from 1); `line` counts within it
 
     @property
-    def sort_key(self) -> tuple[str, int, int, str]:
-        return (self.path, self.line, self.column, self.code)
+    def sort_key(self) -> tuple[str, int, int, int, str]:
+        return (self.path, self.cell or 0, self.line, self.column, self.code)
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,5 @@ class FileResult:
     skipped: str | None = None  # reason the file was not linted at all (skip-file comment)
     source_lines: tuple[str, ...] = field(default=(), repr=False, compare=False)
     summary: FileSummary | None = field(default=None, repr=False, compare=False)
+    # notebooks: 0-based index in `source_lines` where each code cell starts
+    cell_starts: tuple[int, ...] = field(default=(), repr=False, compare=False)

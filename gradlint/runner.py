@@ -13,7 +13,8 @@ from pathlib import Path
 from gradlint.cache import Cache
 from gradlint.config import Config
 from gradlint.engine import keep_unsuppressed, lint_source, unreadable
-from gradlint.findings import FileResult, Finding
+from gradlint.findings import FileResult, Finding, Severity
+from gradlint.notebook import NotebookError, is_notebook, lint_notebook, read_notebook, to_cells
 from gradlint.project import Deferred, FileSummary, Project, module_name
 from gradlint.registry import severity_for
 from gradlint.rule import Rule
@@ -56,13 +57,18 @@ def lint_tree(
         if hit is not None:
             results[display] = hit
         else:
-            work.append((display, data, module_name(path), key))
+            work.append((display, data, _module_of(path), key))
     for (display, _, _, key), result in zip(work, _run(work, config, rules, options.jobs)):
         results[display] = result
         if cache and key:
             cache.put(key, result)
-    ordered = [results[p.as_posix()] for p in paths]
-    return _project_phase(ordered, config, rules)
+    ordered = _project_phase([results[p.as_posix()] for p in paths], config, rules)
+    # notebooks are linted (and cached) as their joined cells; cells are mapped at the end
+    data_of = dict(sources)
+    return [
+        to_cells(r, data) if is_notebook(p) and not isinstance(data := data_of[p], OSError) else r
+        for p, r in zip(paths, ordered)
+    ]
 
 
 def _read(path: Path) -> bytes | OSError:
@@ -80,6 +86,8 @@ def _may_hold_torch(sources: Sequence[tuple[Path, bytes | OSError]]) -> set[Path
     """Files that mention torch, or import a module of the linted tree (relative included)."""
     local: set[str] = set()
     for path, _ in sources:
+        if is_notebook(path):
+            continue  # nothing imports a notebook
         name, _ = module_name(path)
         parts = name.split(".")
         local.update(".".join(parts[: i + 1]) for i in range(len(parts)))
@@ -88,12 +96,32 @@ def _may_hold_torch(sources: Sequence[tuple[Path, bytes | OSError]]) -> set[Path
         if isinstance(data, OSError) or any(marker in data for marker in TORCH_MARKERS):
             keep.add(path)
             continue
-        for match in _IMPORT.finditer(data):
+        code = _code_of(path, data)
+        if code is None:
+            keep.add(path)  # a broken notebook: report it (GL001) rather than skip it
+            continue
+        for match in _IMPORT.finditer(code):
             module = (match.group(1) or match.group(2) or b"").decode("ascii", "replace")
             if module.startswith(".") or module in local or module.split(".")[0] in local:
                 keep.add(path)
                 break
     return keep
+
+
+def _module_of(path: Path) -> tuple[str, bool]:
+    """A notebook cannot be imported: its name must not shadow `train.py` beside `train.ipynb`."""
+    name, is_package = module_name(path)
+    return (f"{name}.ipynb" if is_notebook(path) else name), is_package
+
+
+def _code_of(path: Path, data: bytes) -> bytes | None:
+    """The Python a file holds (a notebook's code cells); None for an unreadable notebook."""
+    if not is_notebook(path):
+        return data
+    try:
+        return read_notebook(data).source.encode("utf-8")
+    except NotebookError:
+        return None
 
 
 # -- per-file work, in this process or in workers --------------------------------------------
@@ -112,6 +140,8 @@ def _lint_one(item: tuple[str, bytes | OSError, tuple[str, bool], str | None]) -
     display, data, module, _ = item
     if isinstance(data, OSError):
         return lint_source_error(display, data, config)
+    if is_notebook(display):
+        return lint_notebook(data, display, config, rules, module=module)
     return lint_source(data, display, config, rules, module=module)
 
 
@@ -162,7 +192,8 @@ def _project_phase(
             where, facts = found
             message = rule.resolve_deferred(item, facts, where)
             if message is not None:
-                extra.setdefault(summary.path, []).append(_finding(rule, config, item, message, summary))
+                finding = _finding(rule, config, item, message, summary)
+                extra.setdefault(summary.path, []).append(finding)
     return [_merge(result, extra.get(result.path, []), config) for result in results]
 
 
@@ -177,7 +208,7 @@ def _finding(
         end_column=item.end_column,
         code=rule.CODE,
         name=rule.name(),
-        severity=severity_for(rule, config) or rule.SEVERITY,
+        severity=severity_for(rule, config) or Severity(item.data.get("severity", rule.SEVERITY.value)),
         message=message,
         hint=rule.HINT,
     )
@@ -192,7 +223,8 @@ def _merge(result: FileResult, extra: list[Finding], config: Config) -> FileResu
     lines = result.source_lines
     if not lines:
         try:
-            lines = tuple(Path(result.path).read_text(encoding="utf-8", errors="replace").splitlines())
+            text = Path(result.path).read_text(encoding="utf-8", errors="replace")
+            lines = tuple(text.splitlines())
         except OSError:
             lines = ()
     findings = sorted((*result.findings, *kept), key=lambda f: f.sort_key)

@@ -108,7 +108,8 @@ def assert_snapshot(name: str, text: str) -> None:
     assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file"
 
 
-SUFFIX = {"concise": "txt", "full": "txt", "github": "txt", "json": "json", "sarif": "sarif"}
+SUFFIX = {"concise": "txt", "full": "txt", "github": "txt", "gitlab": "json", "json": "json",
+          "sarif": "sarif"}
 
 
 @pytest.mark.parametrize("name", sorted(RENDERERS))
@@ -123,7 +124,7 @@ def test_every_renderer_has_a_golden_file() -> None:
 @pytest.mark.parametrize("name", sorted(RENDERERS))
 def test_renderers_handle_no_results(name: str) -> None:
     text = RENDERERS[name]([], [SnapshotRule])
-    if name in ("json",):
+    if name in ("json", "gitlab"):
         assert json.loads(text) == []
     elif name == "sarif":
         assert json.loads(text)["runs"][0]["results"] == []

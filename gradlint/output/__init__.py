@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from gradlint.findings import FileResult
-from gradlint.output import concise, full, github, json_format, sarif
+from gradlint.output import concise, full, github, gitlab, json_format, sarif
 from gradlint.rule import Rule
 
 Renderer = Callable[[Sequence[FileResult], Sequence[type[Rule]]], str]
@@ -15,6 +15,7 @@ RENDERERS: dict[str, Renderer] = {
     "full": full.render,
     "json": json_format.render,
     "github": github.render,
+    "gitlab": gitlab.render,
     "sarif": sarif.render,
 }
 

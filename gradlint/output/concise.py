@@ -1,16 +1,20 @@
-"""`path:line:col: CODE message`, one finding a line (the editor problem-matcher shape)."""
+"""`path:line:col: CODE message`, one finding a line (the editor problem-matcher shape).
+
+In a notebook the position names the code cell: `train.ipynb:cell 4:3:1: GL104 ...`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from gradlint.findings import FileResult, Finding
+from gradlint.notebook import location
 from gradlint.rule import Rule
 
 
 def line_for(finding: Finding) -> str:
     message = " ".join(finding.message.split())  # a finding is always exactly one line
-    return f"{finding.path}:{finding.line}:{finding.column}: {finding.code} {message}"
+    return f"{finding.path}:{location(finding)}: {finding.code} {message}"
 
 
 def render(results: Sequence[FileResult], rules: Sequence[type[Rule]]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gradlint.findings import FileResult
+from gradlint.notebook import source_line
 from gradlint.output.concise import line_for
 from gradlint.rule import Rule
 
@@ -14,8 +15,9 @@ def render(results: Sequence[FileResult], rules: Sequence[type[Rule]]) -> str:
     for result in results:
         for finding in result.findings:
             lines = [line_for(finding)]
-            if 0 < finding.line <= len(result.source_lines):
-                source = result.source_lines[finding.line - 1].expandtabs(1)
+            text = source_line(result, finding)
+            if text is not None:
+                source = text.expandtabs(1)
                 width = len(str(finding.line))
                 start = max(finding.column - 1, 0)
                 if finding.end_line == finding.line:
@@ -24,7 +26,8 @@ def render(results: Sequence[FileResult], rules: Sequence[type[Rule]]) -> str:
                     length = max(len(source) - start, 1)
                 lines.append(f"{' ' * width} |")
                 lines.append(f"{finding.line} | {source}")
-                lines.append(f"{' ' * width} | {' ' * start}{'^' * length} {finding.severity.value}")
+                caret = f"{' ' * start}{'^' * length}"
+                lines.append(f"{' ' * width} | {caret} {finding.severity.value}")
             if finding.hint:
                 lines.append(f"  = help: {finding.hint}")
             blocks.append("\n".join(lines) + "\n")

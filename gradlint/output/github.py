@@ -1,4 +1,8 @@
-"""GitHub Actions workflow commands: one `::warning ...::message` annotation per finding."""
+"""GitHub Actions workflow commands: one `::warning ...::message` annotation per finding.
+
+A notebook finding cannot point at a line of the `.ipynb` file (its lines are JSON), so it
+annotates the whole file and its message starts with the place: `cell 4, line 3: ...`.
+"""
 
 from __future__ import annotations
 
@@ -22,15 +26,13 @@ def render(results: Sequence[FileResult], rules: Sequence[type[Rule]]) -> str:
     out = []
     for result in results:
         for f in result.findings:
-            properties = ",".join(
-                [
-                    f"file={_escape_property(f.path)}",
-                    f"line={f.line}",
-                    f"col={f.column}",
-                    f"endLine={f.end_line}",
-                    f"endColumn={f.end_column}",
-                    f"title={_escape_property(f'{f.code} {f.name}')}",
-                ]
-            )
-            out.append(f"::{_LEVEL[f.severity]} {properties}::{_escape_data(f.message)}\n")
+            fields = [f"file={_escape_property(f.path)}"]
+            message = f.message
+            if f.cell is None:
+                fields += [f"line={f.line}", f"col={f.column}", f"endLine={f.end_line}",
+                           f"endColumn={f.end_column}"]
+            else:
+                message = f"cell {f.cell}, line {f.line}: {message}"
+            fields.append(f"title={_escape_property(f'{f.code} {f.name}')}")
+            out.append(f"::{_LEVEL[f.severity]} {','.join(fields)}::{_escape_data(message)}\n")
     return "".join(out)

@@ -1,4 +1,9 @@
-"""SARIF 2.1.0, the format GitHub code scanning uploads."""
+"""SARIF 2.1.0, the format GitHub code scanning uploads.
+
+A notebook finding cannot point at a line of the `.ipynb` file (its lines are JSON): its
+region is the file's first line, its message starts with `cell 4, line 3:`, and the result's
+`properties` carry `cell`, `cellLine` and `cellColumn`.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,10 @@ def _rule_descriptor(rule: type[Rule]) -> dict[str, Any]:
         "name": rule.name(),
         "shortDescription": {"text": rule.summary()},
         "fullDescription": {"text": doc or rule.summary()},
-        "help": {"text": f"{rule.summary()} {rule.HINT or ''}".strip(), "markdown": _markdown(rule)},
+        "help": {
+            "text": f"{rule.summary()} {rule.HINT or ''}".strip(),
+            "markdown": _markdown(rule),
+        },
         "helpUri": HELP_URI.format(code=rule.CODE),
         "defaultConfiguration": {"level": _LEVEL[rule.SEVERITY]},
         "properties": {"tags": ["pytorch", "gradient-flow"]},
@@ -36,7 +44,10 @@ def _markdown(rule: type[Rule]) -> str:
 
 
 def _engine_descriptor(code: str, name: str) -> dict[str, Any]:
-    text = "gradlint could not analyse this file" if code == "GL001" else "gradlint failed internally"
+    if code == "GL001":
+        text = "gradlint could not analyse this file"
+    else:
+        text = "gradlint failed internally"
     return {
         "id": code,
         "name": name,
@@ -53,24 +64,31 @@ def render(results: Sequence[FileResult], rules: Sequence[type[Rule]]) -> str:
     sarif_results = []
     for result in results:
         for f in result.findings:
+            text = f.message + (f" {f.hint}." if f.hint else "")
+            region = {
+                "startLine": f.line,
+                "startColumn": f.column,
+                "endLine": f.end_line,
+                "endColumn": max(f.end_column, f.column),
+            }
+            if f.cell is not None:
+                text = f"cell {f.cell}, line {f.line}: {text}"
+                region = {"startLine": 1}
             entry: dict[str, Any] = {
                 "ruleId": f.code,
                 "level": _LEVEL[f.severity],
-                "message": {"text": f.message + (f" {f.hint}." if f.hint else "")},
+                "message": {"text": text},
                 "locations": [
                     {
                         "physicalLocation": {
                             "artifactLocation": {"uri": f.path.replace("\\", "/")},
-                            "region": {
-                                "startLine": f.line,
-                                "startColumn": f.column,
-                                "endLine": f.end_line,
-                                "endColumn": max(f.end_column, f.column),
-                            },
+                            "region": region,
                         }
                     }
                 ],
             }
+            if f.cell is not None:
+                entry["properties"] = {"cell": f.cell, "cellLine": f.line, "cellColumn": f.column}
             if f.code in positions:
                 entry["ruleIndex"] = positions[f.code]
             sarif_results.append(entry)

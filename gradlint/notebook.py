@@ -1,0 +1,189 @@
+"""Jupyter notebooks: code cells -> one Python program, and findings -> (cell, line in cell).
+
+A notebook's code cells are joined into one source, so a model defined in cell 2 and trained
+in cell 5 is understood like one file. IPython syntax (`%magic`, `%%cell magic`, `!shell`,
+`obj?` help) is not Python: each such line becomes a placeholder on the same line, so every
+other line keeps its position, and a finding maps back to its cell by line arithmetic alone.
+Cells are numbered from 1 and only code cells count, as in ruff's output (`cell 3` is the
+third code cell).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gradlint.config import Config
+from gradlint.engine import lint_source, unreadable
+from gradlint.findings import FileResult, Finding
+from gradlint.rule import Rule
+
+SUFFIX = ".ipynb"
+_HELP = re.compile(r"^\s*(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")  # `obj?`, `??obj`
+_ASSIGNED_MAGIC = re.compile(r"^\s*[\w.]+\s*=\s*[%!]")  # `files = !ls`, `t = %timeit -o f()`
+
+
+class NotebookError(ValueError):
+    """The file is not a notebook gradlint can read (bad JSON or not nbformat 4-like)."""
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """The code cells joined into one program, and where each cell starts in it."""
+
+    source: str  # IPython lines replaced by placeholders; parses as Python
+    original_lines: tuple[str, ...]  # the joined cells as written, for showing source lines
+    cell_starts: tuple[int, ...]  # 0-based line where code cell i+1 starts in `source`
+
+
+def is_notebook(path: str | Path) -> bool:
+    return str(path).lower().endswith(SUFFIX)
+
+
+def read_notebook(data: bytes | str) -> Notebook:
+    """Join the code cells of a notebook; raises NotebookError for anything unreadable."""
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise NotebookError(f"not valid notebook JSON: {exc}") from exc
+    cells = document.get("cells") if isinstance(document, dict) else None
+    if not isinstance(cells, list):
+        raise NotebookError("not a Jupyter notebook: no `cells` list (nbformat 4 is supported)")
+    language = _language(document)
+    if language not in (None, "python"):
+        raise NotebookError(f"notebook language is {language!r}, not Python")
+    neutral: list[str] = []
+    original: list[str] = []
+    starts: list[int] = []
+    for cell in cells:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue  # markdown and raw cells are not code
+        text = _cell_text(cell.get("source", ""))
+        lines = text.splitlines()
+        starts.append(len(original))
+        original.extend(lines)
+        neutral.extend(neutralise(lines))
+    source = "".join(line + "\n" for line in neutral)
+    return Notebook(source=source, original_lines=tuple(original), cell_starts=tuple(starts))
+
+
+def _language(document: dict[str, object]) -> str | None:
+    metadata = document.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    info = metadata.get("language_info")
+    name = info.get("name") if isinstance(info, dict) else None
+    return name.lower() if isinstance(name, str) and name else None
+
+
+def _cell_text(source: object) -> str:
+    if isinstance(source, list):
+        return "".join(part for part in source if isinstance(part, str))
+    if isinstance(source, str):
+        return source
+    raise NotebookError("a code cell's `source` is neither text nor a list of lines")
+
+
+def neutralise(lines: Sequence[str]) -> list[str]:
+    """The cell with IPython-only lines replaced by same-line placeholders."""
+    if lines and lines[0].lstrip().startswith("%%"):
+        # a cell magic (%%time, %%bash, %%writefile) may hold anything: not Python we can read
+        return [_comment(line) for line in lines]
+    out: list[str] = []
+    continued = False
+    for line in lines:
+        if continued or _is_ipython_line(line):
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(_comment(line) if continued else f"{indent}pass  # {line.strip()}")
+            continued = line.rstrip().endswith("\\")  # `%pip install a \` goes on below
+        else:
+            out.append(line)
+    return out
+
+
+def _comment(line: str) -> str:
+    return "# " + line
+
+
+def _is_ipython_line(line: str) -> bool:
+    stripped = line.lstrip()
+    if stripped.startswith(("%", "!")):
+        return True
+    return bool(_HELP.match(line) or _ASSIGNED_MAGIC.match(line))
+
+
+def lint_notebook(
+    data: bytes | str,
+    path: str,
+    config: Config,
+    rules: Sequence[type[Rule]],
+    module: tuple[str, bool] | None = None,
+) -> FileResult:
+    """Lint the joined cells; positions are still in the joined source (see `to_cells`)."""
+    try:
+        notebook = read_notebook(data)
+    except NotebookError as exc:
+        return unreadable(path, str(exc), config)
+    return lint_source(notebook.source, path, config, rules, module=module)
+
+
+def to_cells(result: FileResult, data: bytes | str) -> FileResult:
+    """Map a notebook result's joined-source lines to (cell, line in cell)."""
+    try:
+        notebook = read_notebook(data)
+    except NotebookError:
+        return result  # its only finding is the GL001 on line 1; there are no cells
+    findings = tuple(cell_finding(f, notebook) for f in result.findings)
+    lines = notebook.original_lines if findings else ()
+    return replace(result, findings=findings, source_lines=lines, cell_starts=notebook.cell_starts)
+
+
+def cell_finding(finding: Finding, notebook: Notebook) -> Finding:
+    starts = notebook.cell_starts
+    if not starts or finding.cell is not None:
+        return finding  # an empty notebook only has whole-file findings; or mapped already
+    index = max(bisect.bisect_right(starts, finding.line - 1) - 1, 0)
+    first = starts[index]
+    end = starts[index + 1] if index + 1 < len(starts) else len(notebook.original_lines)
+    line = max(finding.line - first, 1)
+    end_line, end_column = finding.end_line - first, finding.end_column
+    if finding.end_line - 1 >= end:  # a range running into the next cell stops at this one's end
+        end_line = max(end - first, line)
+        end_column = len(notebook.original_lines[end - 1]) + 1 if end > first else 1
+    return replace(finding, line=line, end_line=max(end_line, line), end_column=end_column,
+                   cell=index + 1)
+
+
+def source_line(result: FileResult, finding: Finding, offset: int = 0) -> str | None:
+    """The source line of a finding (or `offset` lines from it) in a file or notebook cell."""
+    number = finding.line + offset
+    base = 0
+    if finding.cell is not None and result.cell_starts:
+        base = result.cell_starts[finding.cell - 1]
+        end = (result.cell_starts[finding.cell] if finding.cell < len(result.cell_starts)
+               else len(result.source_lines))
+        if base + number > end:
+            return None  # past the end of the cell
+    if number < 1 or base + number > len(result.source_lines):
+        return None
+    return result.source_lines[base + number - 1]
+
+
+def location(finding: Finding) -> str:
+    """`cell 4:3:1` in a notebook, `3:1` elsewhere: the part of a concise line after the path."""
+    prefix = f"cell {finding.cell}:" if finding.cell is not None else ""
+    return f"{prefix}{finding.line}:{finding.column}"
+
+
+def lint_notebook_path(path: Path, config: Config, rules: Sequence[type[Rule]]) -> FileResult:
+    """Read, lint and map one notebook (for callers outside the runner, like the LSP server)."""
+    display = path.as_posix()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return unreadable(display, f"cannot read file: {exc.strerror or exc}", config)
+    return to_cells(lint_notebook(data, display, config, rules), data)
