@@ -5,8 +5,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-from collections.abc import Iterable, Sequence
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from gradlint.project import Deferred, FileSummary, Project, module_name
 from gradlint.registry import severity_for
 from gradlint.rule import Rule
 
+FILE_TIME_LIMIT = 60  # seconds for one file; a pathological file is reported, the run goes on
 PARALLEL_MIN_FILES = 16  # below this, starting workers costs more than it saves
 TORCH_MARKERS = (b"torch", b"lightning")
 _IMPORT = re.compile(rb"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import|import[ \t]+([\w.]+))", re.M)
@@ -140,9 +144,38 @@ def _lint_one(item: tuple[str, bytes | OSError, tuple[str, bool], str | None]) -
     display, data, module, _ = item
     if isinstance(data, OSError):
         return lint_source_error(display, data, config)
-    if is_notebook(display):
-        return lint_notebook(data, display, config, rules, module=module)
-    return lint_source(data, display, config, rules, module=module)
+    try:
+        with time_limit(FILE_TIME_LIMIT):
+            if is_notebook(display):
+                return lint_notebook(data, display, config, rules, module=module)
+            return lint_source(data, display, config, rules, module=module)
+    except FileTimeout:
+        message = f"linting took longer than {FILE_TIME_LIMIT} s; the file was skipped"
+        return unreadable(display, message, config)
+
+
+class FileTimeout(Exception):
+    """One file took longer than the per-file limit."""
+
+
+@contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    """Raise FileTimeout after `seconds` (Unix main thread only; elsewhere no limit)."""
+    usable = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if not usable or seconds <= 0:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise FileTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def lint_source_error(display: str, error: OSError, config: Config) -> FileResult:
