@@ -172,6 +172,22 @@ class ConstantWeightInit(Rule):
                     self.weight.fill(0)
         """),
     ]
+    # transformers: a zero placeholder that the model's _init_weights draws again
+    VALID.append(Valid("""
+        import torch
+        from torch import nn
+        class Backbone(nn.Module):
+            def __init__(self, d_in, d_out):
+                super().__init__()
+                self.text_projection = nn.Parameter(torch.zeros(d_in, d_out))
+            def forward(self, x):
+                return x @ self.text_projection
+        class PreTrainedModel(nn.Module):
+            def _init_weights(self, module):
+                if isinstance(module, Backbone):
+                    nn.init.normal_(module.text_projection, std=0.02)
+    """))
+
     INVALID = [
         Invalid("""
             from torch import nn
@@ -240,6 +256,7 @@ class ConstantWeightInit(Rule):
 
     def visit_Module(self, node: cst.Module) -> None:
         self._random_inits: set[tuple[str, str]] = set()
+        self._drawn_names: set[str] = set()
         self._walk(node.body, _Context())
         for info in self.index.module_classes.values():
             self._check_parameters(info)
@@ -276,6 +293,9 @@ class ConstantWeightInit(Rule):
         call = init.init_call(self.index, node)
         if call is None:
             return  # not an initialisation
+        target = init.strip_data(call.target)
+        if isinstance(target, cst.Attribute) and self_attribute(target) is None:
+            self._drawn_names.add(target.attr.value)  # `module.text_projection` in _init_weights
         weight = init.weight_of(call.target)
         if weight is None:
             return  # biases, padding rows, plain tensors
@@ -313,6 +333,8 @@ class ConstantWeightInit(Rule):
         for attr, value in info.attrs.items():
             if attr not in matrices or (info.name, attr) in self._random_inits:
                 continue  # not used as a weight matrix, or drawn at random later
+            if attr in self._drawn_names:
+                continue  # initialised on purpose elsewhere in the file (HF `_init_weights`)
             if not isinstance(value, cst.Call) or self.index.call_name(value) != tables.PARAMETER:
                 continue  # not nn.Parameter(...)
             if not value.args:

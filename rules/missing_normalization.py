@@ -137,6 +137,26 @@ class MissingNormalization(Rule):
                 return self.classifier(x.flatten(1))
     """))
 
+    # transformers GroundingDINO: six projections of an attention block, applied in parallel
+    VALID.append(Valid("""
+        import torch
+        from torch import nn
+        class BiAttention(nn.Module):
+            def __init__(self, d):
+                super().__init__()
+                self.q = nn.Linear(d, d)
+                self.k = nn.Linear(d, d)
+                self.v = nn.Linear(d, d)
+                self.tv = nn.Linear(d, d)
+                self.out_v = nn.Linear(d, d)
+                self.out_t = nn.Linear(d, d)
+            def forward(self, vision, text):
+                q, k = self.q(vision), self.k(text)
+                weights = torch.bmm(q, k.transpose(1, 2)).softmax(-1)
+                out = torch.bmm(weights, self.v(text).relu())
+                return self.out_v(out), self.out_t(self.tv(text))
+    """))
+
     INVALID = [
         Invalid("""
             from torch import nn
@@ -240,6 +260,13 @@ class MissingNormalization(Rule):
             self.report(node, depth=len(run), kind=kinds)
 
 
+ATTENTION_FUNCTIONS = frozenset(
+    {"torch.matmul", "torch.bmm", "torch.einsum", "torch.baddbmm",
+     "torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.multi_head_attention_forward"}
+)
+ATTENTION_METHODS = frozenset({"matmul", "bmm", "softmax", "baddbmm"})
+
+
 def _short(index: TorchIndex, layer: layers.Layer) -> str:
     name = index.call_name(layer.node) or "Linear"
     return name.rsplit(".", 1)[-1]
@@ -279,8 +306,11 @@ class _ForwardLayers(cst.CSTVisitor):
 
     def leave_Call(self, original_node: cst.Call) -> None:
         name = self.index.call_name(original_node)
-        if name in tables.NORM_FUNCTIONS:
+        func = original_node.func
+        if name in tables.NORM_FUNCTIONS or name in ATTENTION_FUNCTIONS:
             self.blocked = True
+        elif isinstance(func, cst.Attribute) and func.attr.value in ATTENTION_METHODS:
+            self.blocked = True  # q/k/v projections are parallel, not a stack
         elif name in tables.ACTIVATION_FUNCTIONS:
             self.stack.append(layers.Layer(layers.ACTIVATION, original_node))
         func = original_node.func
@@ -295,8 +325,8 @@ class _ForwardLayers(cst.CSTVisitor):
             self.stack.append(layers.Layer(layers.ACTIVATION, original_node))
 
     def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
-        if isinstance(node.operator, cst.Add):
-            self.blocked = True
+        if isinstance(node.operator, (cst.Add, cst.MatrixMultiply)):
+            self.blocked = True  # a residual add, or attention-style products of projections
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
         if isinstance(node.operator, cst.AddAssign):

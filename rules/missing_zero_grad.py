@@ -208,6 +208,21 @@ class MissingZeroGrad(Rule):
             optimizer.step()
         """),
     ]
+    # diffusers pix2pix-zero: a new leaf tensor and a new optimizer on every denoising step
+    VALID.append(Valid("""
+        import torch
+        def steer(latents, timesteps, unet, loss_fn):
+            for t in timesteps:
+                x_in = latents.detach().clone()
+                x_in.requires_grad = True
+                opt = torch.optim.SGD([x_in], lr=0.1)
+                loss = loss_fn(unet(x_in, t))
+                loss.backward()
+                opt.step()
+                latents = x_in.detach()
+            return latents
+    """))
+
     INVALID = [
         Invalid("""
             import torch
@@ -305,6 +320,8 @@ class MissingZeroGrad(Rule):
                 continue  # one step paired with several backward calls
             if self._is_closure(step):
                 continue  # `optimizer.step(closure)`: the closure clears
+            if step.construction is not None and step.construction.in_loop:
+                continue  # a fresh optimizer each pass, usually over fresh tensors (latent steering)
             regions = self._regions(facts, step)
             if not regions:
                 continue  # not repeated in a loop this file shows
