@@ -42,17 +42,20 @@ class Measure:
         return self.files / self.wall if self.wall else float("inf")
 
 
-def build_corpus(cache: Path) -> Path:
-    corpus = cache / "corpus"
+def build_corpus(cache: Path, wanted: tuple[str, ...]) -> Path:
+    corpus = cache / ("corpus-" + "-".join(sorted(w.split("==")[0] for w in wanted)))
     if corpus.is_dir() and any(corpus.iterdir()):
         return corpus
     wheels = cache / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), *WHEELS],
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), *wanted],
         check=True,
     )
+    names = {w.split("==")[0] for w in wanted}
     for wheel in sorted(wheels.glob("*.whl")):
+        if wheel.name.split("-")[0] not in names:
+            continue
         target = corpus / wheel.name.split("-")[0]
         with zipfile.ZipFile(wheel) as archive:
             for name in archive.namelist():
@@ -104,11 +107,16 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--peers-venv", type=Path, help="virtualenv holding torchfix / fixit")
+    parser.add_argument(
+        "--packages", default=",".join(w.split("==")[0] for w in WHEELS),
+        help="comma-separated subset of the pinned wheels to use (default: all)",
+    )
     args = parser.parse_args()
 
-    corpus = build_corpus(args.cache_dir)
+    wanted = tuple(w for w in WHEELS if w.split("==")[0] in args.packages.split(","))
+    corpus = build_corpus(args.cache_dir, wanted)
     files, lines = count(corpus)
-    print(f"corpus: {corpus} ({files} files, {lines} lines; {', '.join(WHEELS)})")
+    print(f"corpus: {corpus} ({files} files, {lines} lines; {', '.join(wanted)})")
     gradlint = [sys.executable, "-m", "gradlint", "check", "--exit-zero", "-q"]
     work = Path(tempfile.mkdtemp(prefix="gradlint-bench-"))
     cache = work / "cache"
