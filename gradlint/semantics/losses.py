@@ -21,7 +21,8 @@ import libcst as cst
 from gradlint.semantics import layers, tables
 from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
 from gradlint.semantics.names import child_blocks, dotted_name
-from gradlint.semantics.recurrent import unwrap
+from gradlint.semantics.recurrent import local_class, unwrap
+from gradlint.semantics.training_walk import wraps
 
 NN, F = tables.NN, tables.F
 
@@ -222,7 +223,7 @@ class _Walker:
     ) -> None:
         key = dotted_name(target)
         # `model = model.to(device)`, `model = DDP(model)` keep the model that `model` names
-        if key is not None and not _wraps(value, key):
+        if key is not None and not wraps(value, key):
             self.assignments.setdefault(key, []).append((value, scope.function))
         if isinstance(target, cst.Name):
             scope.env[target.value] = (path, self._value(value, scope, path))
@@ -341,7 +342,7 @@ def _module_value(index: TorchIndex, built: cst.BaseExpression, call: cst.CSTNod
         if isinstance(value, Output):
             return Output(value.kind, last.node, value.model or "nn.Sequential")
         return value
-    local = _local_class(index, built)
+    local = local_class(index, built)
     return _Ref("", None, local) if local is not None else None
 
 
@@ -407,14 +408,6 @@ class _Resolver:
         return Output(first.kind, first.node, info.name)
 
 
-def _wraps(value: cst.BaseExpression, key: str) -> bool:
-    if not isinstance(value, cst.Call):
-        return False
-    if isinstance(value.func, cst.Attribute) and dotted_name(value.func.value) == key:
-        return True
-    return any(dotted_name(arg.value) == key for arg in value.args)
-
-
 def _is_kind(value: _Value, kind: str) -> bool:
     return isinstance(value, Output) and value.kind == kind
 
@@ -422,13 +415,6 @@ def _is_kind(value: _Value, kind: str) -> bool:
 def _is_dropout(index: TorchIndex, layer: layers.Layer) -> bool:
     name = index.call_name(layer.node) or ""
     return name.startswith(NN + "Dropout") or name in (NN + "AlphaDropout", NN + "Identity")
-
-
-def _local_class(index: TorchIndex, value: cst.CSTNode) -> str | None:
-    if isinstance(value, cst.Call) and isinstance(value.func, cst.Name):
-        if value.func.value in index.module_classes and index.qualified(value.func) is None:
-            return value.func.value
-    return None
 
 
 def _short(name: str | None) -> str:

@@ -161,7 +161,7 @@ class _Collector:
         if _is_lr_subscript(target):
             self.walk.has_lr_schedule = True  # `param_group["lr"] = lr`: manual schedule
         key = dotted_name(target)
-        if key is None or _wraps(value, key):
+        if key is None or wraps(value, key):
             return  # tuple unpacking, or `model = DDP(model)` keeping the same model
         if _names_scheduler(target):
             self.walk.has_lr_schedule = True  # `self.scheduler = build(...)`
@@ -202,7 +202,7 @@ def _names_scheduler(expr: cst.BaseExpression) -> bool:
     return key is not None and "sched" in key.rsplit(".", 1)[-1].lower()
 
 
-def _wraps(value: cst.BaseExpression, key: str) -> bool:
+def wraps(value: cst.BaseExpression, key: str) -> bool:
     """`model = model.to(dev)`, `model = DDP(model)`, `opt = accelerator.prepare(opt)`."""
     if not isinstance(value, cst.Call):
         return False
