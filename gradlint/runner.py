@@ -45,34 +45,44 @@ def default_jobs() -> int:
 def lint_tree(
     paths: Sequence[Path], config: Config, rules: Sequence[type[Rule]], options: RunOptions
 ) -> list[FileResult]:
-    """Results for every file, sorted by path, with project-phase findings merged in."""
-    sources = [(path, _read(path)) for path in paths]
-    wanted = _may_hold_torch(sources) if options.prefilter else None
+    """Results for every file, in the order given, with project-phase findings merged in.
+
+    Files are read one at a time for the prefilter and the cache key and their bytes dropped
+    at once; workers read what they lint themselves, so memory does not grow with the tree.
+    """
+    local = _local_modules(paths) if options.prefilter else None
     cache = Cache(options.cache_dir, _settings(config, rules)) if options.cache_dir else None
     results: dict[str, FileResult] = {}
-    work: list[tuple[str, bytes | OSError, tuple[str, bool], str | None]] = []
-    for path, data in sources:
+    work: list[WorkItem] = []
+    for path in paths:
         display = path.as_posix()
-        if wanted is not None and not isinstance(data, OSError) and path not in wanted:
+        data = _read(path)
+        if isinstance(data, OSError):
+            results[display] = lint_source_error(display, data, config)
+            continue
+        if local is not None and not _may_hold_torch(path, data, local):
             results[display] = FileResult(path=display, skipped="no torch and no local import")
             continue
-        key = cache.key(display, data) if cache and not isinstance(data, OSError) else None
-        hit = cache.get(key) if cache and key else None
+        hit = cache.get(cache.key(display, data)) if cache else None
         if hit is not None:
             results[display] = hit
         else:
-            work.append((display, data, _module_of(path), key))
-    for (display, _, _, key), result in zip(work, _run(work, config, rules, options.jobs)):
+            work.append((display, _module_of(path)))
+    for display, (result, key) in zip((item[0] for item in work), _run(work, config, rules, options.jobs, cache)):
         results[display] = result
         if cache and key:
             cache.put(key, result)
     ordered = _project_phase([results[p.as_posix()] for p in paths], config, rules)
     # notebooks are linted (and cached) as their joined cells; cells are mapped at the end
-    data_of = dict(sources)
-    return [
-        to_cells(r, data) if is_notebook(p) and not isinstance(data := data_of[p], OSError) else r
-        for p, r in zip(paths, ordered)
-    ]
+    return [_notebook_cells(p, r) if is_notebook(p) else r for p, r in zip(paths, ordered)]
+
+
+WorkItem = tuple[str, tuple[str, bool]]  # display path, (module name, is package)
+
+
+def _notebook_cells(path: Path, result: FileResult) -> FileResult:
+    data = _read(path)
+    return result if isinstance(data, OSError) else to_cells(result, data)
 
 
 def _read(path: Path) -> bytes | OSError:
@@ -86,30 +96,30 @@ def _settings(config: Config, rules: Sequence[type[Rule]]) -> str:
     return config.fingerprint() + "|" + ",".join(rule.CODE for rule in rules)
 
 
-def _may_hold_torch(sources: Sequence[tuple[Path, bytes | OSError]]) -> set[Path]:
-    """Files that mention torch, or import a module of the linted tree (relative included)."""
+def _local_modules(paths: Sequence[Path]) -> set[str]:
+    """Every module and package name the linted tree defines (`pkg`, `pkg.models`, ...)."""
     local: set[str] = set()
-    for path, _ in sources:
+    for path in paths:
         if is_notebook(path):
             continue  # nothing imports a notebook
         name, _ = module_name(path)
         parts = name.split(".")
         local.update(".".join(parts[: i + 1]) for i in range(len(parts)))
-    keep: set[Path] = set()
-    for path, data in sources:
-        if isinstance(data, OSError) or any(marker in data for marker in TORCH_MARKERS):
-            keep.add(path)
-            continue
-        code = _code_of(path, data)
-        if code is None:
-            keep.add(path)  # a broken notebook: report it (GL001) rather than skip it
-            continue
-        for match in _IMPORT.finditer(code):
-            module = (match.group(1) or match.group(2) or b"").decode("ascii", "replace")
-            if module.startswith(".") or module in local or module.split(".")[0] in local:
-                keep.add(path)
-                break
-    return keep
+    return local
+
+
+def _may_hold_torch(path: Path, data: bytes, local: set[str]) -> bool:
+    """The file mentions torch, or imports a module of the linted tree (relative included)."""
+    if any(marker in data for marker in TORCH_MARKERS):
+        return True
+    code = _code_of(path, data)
+    if code is None:
+        return True  # a broken notebook: report it (GL001) rather than skip it
+    for match in _IMPORT.finditer(code):
+        module = (match.group(1) or match.group(2) or b"").decode("ascii", "replace")
+        if module.startswith(".") or module in local or module.split(".")[0] in local:
+            return True
+    return False
 
 
 def _module_of(path: Path) -> tuple[str, bool]:
@@ -130,28 +140,31 @@ def _code_of(path: Path, data: bytes) -> bytes | None:
 
 # -- per-file work, in this process or in workers --------------------------------------------
 
-_WORKER: tuple[Config, list[type[Rule]]] | None = None
+_WORKER: tuple[Config, list[type[Rule]], Cache | None] | None = None
 
 
-def _init_worker(config: Config, rules: list[type[Rule]]) -> None:
+def _init_worker(config: Config, rules: list[type[Rule]], cache: Cache | None) -> None:
     global _WORKER
-    _WORKER = (config, rules)  # rule classes travel to workers by reference (module + name)
+    _WORKER = (config, rules, cache)  # rule classes travel to workers by reference (module + name)
 
 
-def _lint_one(item: tuple[str, bytes | OSError, tuple[str, bool], str | None]) -> FileResult:
+def _lint_one(item: WorkItem) -> tuple[FileResult, str | None]:
+    """Lint one file (read here, in the worker) and return its cache key with the result."""
     assert _WORKER is not None
-    config, rules = _WORKER
-    display, data, module, _ = item
+    config, rules, cache = _WORKER
+    display, module = item
+    data = _read(Path(display))
     if isinstance(data, OSError):
-        return lint_source_error(display, data, config)
+        return lint_source_error(display, data, config), None
+    key = cache.key(display, data) if cache else None
     try:
         with time_limit(FILE_TIME_LIMIT):
             if is_notebook(display):
-                return lint_notebook(data, display, config, rules, module=module)
-            return lint_source(data, display, config, rules, module=module)
+                return lint_notebook(data, display, config, rules, module=module), key
+            return lint_source(data, display, config, rules, module=module), key
     except FileTimeout:
         message = f"linting took longer than {FILE_TIME_LIMIT} s; the file was skipped"
-        return unreadable(display, message, config)
+        return unreadable(display, message, config), key
 
 
 class FileTimeout(Exception):
@@ -183,23 +196,24 @@ def lint_source_error(display: str, error: OSError, config: Config) -> FileResul
 
 
 def _run(
-    work: list[tuple[str, bytes | OSError, tuple[str, bool], str | None]],
+    work: list[WorkItem],
     config: Config,
     rules: Sequence[type[Rule]],
     jobs: int,
-) -> Iterable[FileResult]:
+    cache: Cache | None,
+) -> Iterable[tuple[FileResult, str | None]]:
     jobs = jobs or default_jobs()
     chosen = list(rules)
     if jobs == 1 or len(work) < PARALLEL_MIN_FILES:
-        _init_worker(config, chosen)
-        return [_lint_one(item) for item in work]
+        _init_worker(config, chosen, cache)
+        return map(_lint_one, work)
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    chunk = max(1, len(work) // (jobs * 8))
+    chunk = max(1, min(16, len(work) // (jobs * 8)))
     with ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=multiprocessing.get_context(method),
         initializer=_init_worker,
-        initargs=(config, chosen),
+        initargs=(config, chosen, cache),
     ) as pool:
         return list(pool.map(_lint_one, work, chunksize=chunk))
 
