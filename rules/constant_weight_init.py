@@ -9,6 +9,7 @@ from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.semantics import init, layers, tables
 from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
 from gradlint.semantics.names import child_blocks, dotted_name
+from gradlint.semantics.nodes import walk_visitor
 
 MODULE_ITERATORS = frozenset({"modules", "children", "named_modules", "named_children"})
 WEIGHT_KINDS = (layers.DENSE, layers.RNN, layers.EMBEDDING)
@@ -399,7 +400,7 @@ def _is_output_or_residual_end(info: ModuleClass, attr: str, index: TorchIndex) 
     if info.forward is None:
         return True  # no forward to follow: cannot tell a hidden layer from a head
     calls = _SelfCalls()
-    info.forward.visit(calls)
+    walk_visitor(info.forward, calls)
     if attr not in calls.order or calls.has_residual:
         return True
     weight_calls = [
@@ -438,7 +439,7 @@ def _matrix_operands(info: ModuleClass) -> set[str]:
     if info.forward is None:
         return set()
     use = _MatrixUse()
-    info.forward.visit(use)
+    walk_visitor(info.forward, use)
     return use.attrs
 
 

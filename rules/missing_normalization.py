@@ -5,6 +5,7 @@ import libcst as cst
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.semantics import layers, tables
 from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
+from gradlint.semantics.nodes import walk_visitor
 
 
 class MissingNormalization(Rule):
@@ -336,7 +337,7 @@ class _ForwardLayers(cst.CSTVisitor):
 def _forward_stack(index: TorchIndex, info: ModuleClass) -> list[layers.Layer] | None:
     assert info.forward is not None
     visitor = _ForwardLayers(index, info)
-    info.forward.visit(visitor)
+    walk_visitor(info.forward, visitor)
     if visitor.blocked:
         return None
     has_norm_attr = any(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.semantics.nodes import descendants
 from gradlint.semantics.training import TrainingFacts, TrainingStep, training_facts
 from gradlint.semantics.training_extra import (
     clears_gradients,
@@ -375,13 +376,4 @@ class MissingZeroGrad(Rule):
 
 
 def _contains(region: cst.CSTNode, target: cst.CSTNode) -> bool:
-    found = [False]
-
-    class _Finder(cst.CSTVisitor):
-        def on_visit(self, node: cst.CSTNode) -> bool:
-            if node is target:
-                found[0] = True
-            return not found[0]
-
-    region.visit(_Finder())
-    return found[0]
+    return region is target or any(node is target for node in descendants(region))

@@ -5,6 +5,7 @@ import libcst.matchers as m
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.semantics.names import dotted_name
+from gradlint.semantics.nodes import findall
 from gradlint.semantics.training_extra import is_sequence_length_name, numeric_literal
 
 VANILLA_RNNS = frozenset({"torch.nn.RNN", "torch.nn.RNNCell"})
@@ -248,10 +249,10 @@ class VanillaRnn(Rule):
                 self.chosen.update(c for c in mine if self.index.call_name(c) in VANILLA_RNNS)
 
     def _recurrent_calls(self, node: cst.CSTNode) -> list[cst.CSTNode]:
-        return [c for c in m.findall(node, m.Call()) if self.index.call_name(c) in ALL_RNNS]
+        return [c for c in findall(node, m.Call()) if self.index.call_name(c) in ALL_RNNS]
 
     def _in_short_loop(self, target: str | None) -> bool:
         if target is None:
             return False
         called = m.Call(func=m.Name(target) | m.Attribute(attr=m.Name(target)))
-        return any(m.findall(loop.body, called) for loop in self.short_loops)
+        return any(findall(loop.body, called) for loop in self.short_loops)

@@ -24,6 +24,7 @@ import libcst.matchers as m
 from gradlint.semantics import tables
 from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
 from gradlint.semantics.names import child_blocks, dotted_name
+from gradlint.semantics.nodes import findall
 
 # -- operations that cut the graph ---------------------------------------------------------
 
@@ -478,7 +479,7 @@ def frozen_attributes(info: ModuleClass) -> set[str] | None:
     """Submodules frozen in the class (`self.backbone.requires_grad_(False)`, `.eval()`,
     `p.requires_grad = False` over `self.x.parameters()`); None when `self` itself is."""
     frozen: set[str] = set()
-    for call in m.findall(info.node, m.Call(func=m.Attribute(attr=m.Name())
+    for call in findall(info.node, m.Call(func=m.Attribute(attr=m.Name())
                                              | m.Name())):
         call = cst.ensure_type(call, cst.Call)
         func = call.func
@@ -497,12 +498,12 @@ def frozen_attributes(info: ModuleClass) -> set[str] | None:
                 owner = _self_root_name(arg.value)
                 if owner is not None and owner != "self":
                     frozen.add(owner)
-    for loop in m.findall(info.node, m.For()):
+    for loop in findall(info.node, m.For()):
         loop = cst.ensure_type(loop, cst.For)
-        if not m.findall(loop.body, m.Assign(targets=[m.AssignTarget(
+        if not findall(loop.body, m.Assign(targets=[m.AssignTarget(
                 m.Attribute(attr=m.Name("requires_grad")))], value=m.Name("False"))):
             continue
-        for call in m.findall(loop.iter, m.Call(func=m.Attribute(attr=m.Name()))):
+        for call in findall(loop.iter, m.Call(func=m.Attribute(attr=m.Name()))):
             func = cst.ensure_type(cst.ensure_type(call, cst.Call).func, cst.Attribute)
             if "parameters" in func.attr.value:
                 owner = _self_root_name(func.value)
@@ -568,7 +569,7 @@ def is_gradcheck_call(index: TorchIndex, node: cst.Call) -> bool:
 
 def mentioned_names(node: cst.CSTNode) -> set[str]:
     """Every plain name in an expression (`MyFn` in `lambda x: MyFn.apply(x, 2)`)."""
-    return {cst.ensure_type(n, cst.Name).value for n in m.findall(node, m.Name())}
+    return {cst.ensure_type(n, cst.Name).value for n in findall(node, m.Name())}
 
 
 def is_pass_through_backward(function: cst.FunctionDef) -> bool:
@@ -689,16 +690,16 @@ def registering_mentions(statements: Sequence[cst.CSTNode]) -> set[str]:
     registers (`for i, b in enumerate(self.blocks): self.add_module(str(i), b)`)."""
     found: set[str] = set()
     for node in statements:
-        for call in m.findall(node, m.Call()):
+        for call in findall(node, m.Call()):
             call = cst.ensure_type(call, cst.Call)
             bare = _bare(call.func)
             if bare is None or not (bare in REGISTERING_CALLS or _CAPWORDS.match(bare)):
                 continue
             for arg in call.args:
                 found |= _mentions(arg.value)
-        for loop in m.findall(node, m.For()):
+        for loop in findall(node, m.For()):
             loop = cst.ensure_type(loop, cst.For)
-            calls = [cst.ensure_type(c, cst.Call) for c in m.findall(loop.body, m.Call())]
+            calls = [cst.ensure_type(c, cst.Call) for c in findall(loop.body, m.Call())]
             if any(_bare(c.func) in REGISTERING_CALLS for c in calls):
                 found |= _mentions(loop.iter)
     return found
@@ -719,5 +720,5 @@ def _mentions(node: cst.CSTNode) -> set[str]:
 
 
 def _self_attributes(node: cst.CSTNode) -> Iterator[cst.Attribute]:
-    for found in m.findall(node, m.Attribute(value=m.Name("self"))):
+    for found in findall(node, m.Attribute(value=m.Name("self"))):
         yield cst.ensure_type(found, cst.Attribute)

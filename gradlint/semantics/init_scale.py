@@ -18,6 +18,7 @@ import libcst as cst
 from gradlint.semantics import init, layers, tables
 from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
 from gradlint.semantics.names import child_blocks, dotted_name
+from gradlint.semantics.nodes import walk_visitor
 
 # -- activations, by the short name gradlint reports -----------------------------------------
 
@@ -822,7 +823,7 @@ def matrix_operands(info: ModuleClass) -> set[str]:
     use = _MatrixUse()
     for name, method in info.methods.items():
         if name != "__init__":
-            method.visit(use)
+            walk_visitor(method, use)
     return use.attrs
 
 
@@ -911,7 +912,7 @@ def has_manual_scale(index: TorchIndex, info: ModuleClass) -> bool:
     """An attribute like `self.scale = dim ** -0.5` or `1 / math.sqrt(d)`: products get rescaled."""
     finder = _ScaleFinder(index)
     for value in info.attrs.values():
-        value.visit(finder)
+        walk_visitor(value, finder)
     return finder.found
 
 

@@ -90,3 +90,47 @@ def find(node: cst.CSTNode, kind: type[N], *, into_functions: bool = True) -> It
     for current in descendants(node, into_functions=into_functions):
         if isinstance(current, kind):
             yield current
+
+
+def findall(tree: cst.CSTNode, matcher: object) -> list[cst.CSTNode]:
+    """`libcst.matchers.findall` on the fast walk: every node under (and including) `tree`
+    that matches, in source order. Candidates are filtered by node type before matching."""
+    import libcst.matchers as m
+
+    wanted = _matcher_types(matcher)
+    found = []
+    for node in (tree, *descendants(tree)):
+        if wanted is not None and type(node).__name__ not in wanted:
+            continue
+        if m.matches(node, matcher):  # type: ignore[arg-type]
+            found.append(node)
+    return found
+
+
+def _matcher_types(matcher: object) -> frozenset[str] | None:
+    """Node type names a matcher can match (None: any type)."""
+    import libcst.matchers as m
+
+    if isinstance(matcher, m.OneOf):
+        names: set[str] = set()
+        for option in matcher.options:
+            inner = _matcher_types(option)
+            if inner is None:
+                return None
+            names |= inner
+        return frozenset(names)
+    name = type(matcher).__name__
+    return frozenset({name}) if isinstance(getattr(cst, name, None), type) else None
+
+
+def walk_visitor(tree: cst.CSTNode, visitor: object) -> None:
+    """Run a libcst-style visitor (`visit_<Node>` / `leave_<Node>` methods) over `tree` on the
+    fast walk; a `visit_` method returning False skips that node's children, as in libcst."""
+    name = type(tree).__name__
+    enter = getattr(visitor, f"visit_{name}", None)
+    if enter is None or enter(tree) is not False:
+        for child in children(tree):
+            walk_visitor(child, visitor)
+    leave = getattr(visitor, f"leave_{name}", None)
+    if leave is not None:
+        leave(tree)

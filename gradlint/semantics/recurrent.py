@@ -9,6 +9,7 @@ import libcst.matchers as m
 
 from gradlint.semantics import tables
 from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.nodes import findall
 
 _CACHE: weakref.WeakKeyDictionary[TorchIndex, dict[str, str | None]] = (
     weakref.WeakKeyDictionary()
@@ -66,7 +67,7 @@ def rnn_in_class(index: TorchIndex, name: str, seen: frozenset[str] = frozenset(
 
 
 def _rnn_inside(index: TorchIndex, node: cst.CSTNode, seen: frozenset[str]) -> str | None:
-    for call in m.findall(node, m.Call()):
+    for call in findall(node, m.Call()):
         name = index.call_name(call)
         if name in tables.RNN_LAYERS:
             return _short(name)

@@ -17,6 +17,7 @@ import libcst.matchers as m
 from gradlint.semantics import recurrent, tables
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.names import dotted_name
+from gradlint.semantics.nodes import findall
 from gradlint.semantics.training_walk import (
     Event,
     FileWalk,
@@ -136,7 +137,7 @@ class TrainingFacts:
         """RNN name, "" when the parameters' owners are known to hold none, None if unknown."""
         if built.params is None:
             return None
-        calls = m.findall(built.params, m.Call(func=m.Attribute(attr=_PARAMS_METHODS)))
+        calls = findall(built.params, m.Call(func=m.Attribute(attr=_PARAMS_METHODS)))
         owners = [receiver(cst.ensure_type(c, cst.Call)) for c in calls]
         if not owners and dotted_name(built.params) is not None:
             owners = [built.params]  # `create_optimizer_v2(model, ...)`, `Adam(params)`
@@ -173,7 +174,7 @@ class TrainingFacts:
         built = step.construction
         if built is None or built.params is None:
             return None
-        calls = m.findall(built.params, m.Call(func=m.Attribute(attr=_PARAMS_METHODS)))
+        calls = findall(built.params, m.Call(func=m.Attribute(attr=_PARAMS_METHODS)))
         for call in calls:
             key = dotted_name(receiver(cst.ensure_type(call, cst.Call)))
             where = built.function

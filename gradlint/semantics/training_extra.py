@@ -16,6 +16,7 @@ import libcst.matchers as m
 
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.names import dotted_name
+from gradlint.semantics.nodes import findall
 
 # Lower-case fragments of a called name that clear gradients: `optimizer.zero_grad()`,
 # `model.zero_grad(set_to_none=True)`, Lightning's `optimizer_zero_grad`, Paddle's `clear_grad`,
@@ -85,7 +86,7 @@ def clears_gradients(
     depth: int = _MAX_DEPTH,
 ) -> bool:
     """`region` clears gradients itself or through a helper defined in this file."""
-    for node in m.findall(region, m.Call() | m.Assign() | m.Del()):
+    for node in findall(region, m.Call() | m.Assign() | m.Del()):
         if is_clearing(node, others):
             return True
         helper = local_function(index, node) if depth > 0 else None
@@ -111,7 +112,7 @@ def stepped_elsewhere(region: cst.CSTNode, optimizer: cst.BaseExpression) -> fro
     """Other optimizers stepped in `region` (`opt_d` beside `opt_g` in a GAN step): clearing
     one of them leaves the gradients of `optimizer` in place."""
     found: set[str] = set()
-    for node in m.findall(region, m.Call(func=m.Attribute(attr=m.Name("step")))):
+    for node in findall(region, m.Call(func=m.Attribute(attr=m.Name("step")))):
         call = cst.ensure_type(node, cst.Call)
         owner = cst.ensure_type(call.func, cst.Attribute).value
         args = [a.value for a in call.args if a.keyword is None]
@@ -128,7 +129,7 @@ def hands_optimizer_away(
     key = dotted_name(optimizer)
     if key is None:
         return True  # `self.optimizers()[0].step()`: cannot tell what else sees it
-    for node in m.findall(region, m.Call()):
+    for node in findall(region, m.Call()):
         call = cst.ensure_type(node, cst.Call)
         if _bare_name(call.func) in NON_CLEARING_METHODS or local_function(index, call):
             continue  # GradScaler / accelerate plumbing, or a helper already inspected

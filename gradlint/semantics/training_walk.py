@@ -17,6 +17,7 @@ import libcst.matchers as m
 from gradlint.semantics import recurrent, tables
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.names import child_blocks, dotted_name
+from gradlint.semantics.nodes import findall
 
 Loop = Union[cst.For, cst.While]
 Function = Optional[cst.FunctionDef]
@@ -226,7 +227,7 @@ def _configures_clipping(call: cst.Call, bare: str | None) -> bool:
             if not m.matches(arg.value, m.Name("None") | m.Integer("0")):
                 return True
     if bare == "register_hook":
-        names = [cst.ensure_type(n, cst.Name).value.lower() for n in m.findall(call, m.Name())]
+        names = [cst.ensure_type(n, cst.Name).value.lower() for n in findall(call, m.Name())]
         return any("clamp" in n or "clip" in n for n in names)
     return False
 
@@ -259,12 +260,12 @@ def _calls_in(expr: cst.BaseExpression, depth: int) -> Iterator[cst.Call]:
 
 def _mentions_scheduler(node: cst.CSTNode) -> bool:
     return any("schedul" in cst.ensure_type(s, cst.SimpleString).value
-               for s in m.findall(node, m.SimpleString()))
+               for s in findall(node, m.SimpleString()))
 
 
 def mentions_epoch(loop: Loop) -> bool:
     header: list[cst.CSTNode] = (
         [loop.target, loop.iter] if isinstance(loop, cst.For) else [loop.test]
     )
-    names = [n for part in header for n in m.findall(part, m.Name())]
+    names = [n for part in header for n in findall(part, m.Name())]
     return any("epoch" in cst.ensure_type(n, cst.Name).value.lower() for n in names)
