@@ -74,7 +74,7 @@ def lint_source(
         return unreadable(path, f"syntax error: {message}", config, line, column)
     except RecursionError:
         return unreadable(path, "file is nested too deeply to parse", config)
-    findings, index, deferred = _run_rules(tree, path, config, chosen)
+    findings, index, deferred = _run_rules(tree, path, config, chosen, text)
     noqa = noqa_lines(text)
     name, is_package = module if module is not None else module_name(Path(path))
     summary = FileSummary(
@@ -118,10 +118,10 @@ def _syntax_error(text: str, path: str, exc: cst.ParserSyntaxError) -> tuple[str
 
 
 def _run_rules(
-    module: cst.Module, path: str, config: Config, rules: Sequence[type[Rule]]
+    module: cst.Module, path: str, config: Config, rules: Sequence[type[Rule]], source: str | None = None
 ) -> tuple[list[Finding], TorchIndex, list[Deferred]]:
     wrapper = cst.MetadataWrapper(module, unsafe_skip_copy=True)
-    index = TorchIndex(module)
+    index = TorchIndex(module, source)
     instances = [
         rule(
             RuleContext(

@@ -183,7 +183,9 @@ def cuts_reaching_return(index: TorchIndex, info: ModuleClass,
         return []  # reversible layers run forward under no_grad and write their own backward
     if _is_wrapped_in_no_grad(index, function):
         return []  # the whole method is inference-only
-    frozen = frozen_attributes(info)
+    words = ("requires_grad", "eval", "freeze", "Freeze")
+    may_freeze = any(word in index.source for word in words)
+    frozen = frozen_attributes(info) if may_freeze else set()  # the text check is far cheaper
     if frozen is None:
         return []  # the whole module is frozen (an EMA copy, a teacher)
     tracer = _Tracer(index, info, frozen)

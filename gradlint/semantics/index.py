@@ -30,8 +30,10 @@ class ModuleClass:
 class TorchIndex:
     """Facts about one file: its imports, its nn.Module classes, its functions."""
 
-    def __init__(self, module: cst.Module) -> None:
+    def __init__(self, module: cst.Module, source: str | None = None) -> None:
         self.module = module
+        # the file's text, for cheap "could this file contain X at all" checks
+        self.source = source if source is not None else module.code
         self.names = ImportMap(module)
 
     def qualified(self, node: cst.BaseExpression) -> str | None:

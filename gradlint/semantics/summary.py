@@ -31,11 +31,12 @@ OUTPUT_METHODS = {"softmax": "softmax", "log_softmax": "log_softmax", "sigmoid":
 
 def class_facts(index: TorchIndex, text: str) -> dict[str, ClassFacts]:
     """ClassFacts for every nn.Module class of the file whose source is `text`."""
+    may_hold_rnn = any(word in text for word in ("RNN", "LSTM", "GRU"))  # cheap text check first
     return {
         name: ClassFacts(
             name=name,
             line=_class_line(text, name),
-            rnn=rnn_in_class(index, name),
+            rnn=rnn_in_class(index, name) if may_hold_rnn else None,
             output=output_activation(index, info),
         )
         for name, info in index.module_classes.items()
