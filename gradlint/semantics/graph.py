@@ -13,7 +13,6 @@ Three facts several rules need:
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -22,7 +21,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from gradlint.semantics import tables
-from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
+from gradlint.semantics.index import ModuleClass, PerFile, TorchIndex, self_attribute
 from gradlint.semantics.names import child_blocks, dotted_name
 from gradlint.semantics.nodes import findall
 
@@ -558,9 +557,7 @@ def autograd_functions(index: TorchIndex) -> dict[str, cst.ClassDef]:
     return found
 
 
-_FUNCTIONS: weakref.WeakKeyDictionary[TorchIndex, dict[str, cst.ClassDef]] = (
-    weakref.WeakKeyDictionary()
-)
+_FUNCTIONS: PerFile[dict[str, cst.ClassDef]] = PerFile("graph._FUNCTIONS")
 
 
 def is_gradcheck_call(index: TorchIndex, node: cst.Call) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, Generic, TypeVar
 
 import libcst as cst
 
@@ -27,6 +28,30 @@ class ModuleClass:
         return self.methods.get("forward")
 
 
+V = TypeVar("V")
+
+
+class PerFile(Generic[V]):
+    """A cache slot kept on each file's TorchIndex, so that it dies with the file's tree.
+
+    (A WeakKeyDictionary keyed by the index would leak: the cached facts refer back to it.)
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get(self, index: TorchIndex) -> V | None:
+        value: V | None = index.memo.get(self.name)
+        return value
+
+    def __setitem__(self, index: TorchIndex, value: V) -> None:
+        index.memo[self.name] = value
+
+    def setdefault(self, index: TorchIndex, default: V) -> V:
+        value: V = index.memo.setdefault(self.name, default)
+        return value
+
+
 class TorchIndex:
     """Facts about one file: its imports, its nn.Module classes, its functions."""
 
@@ -34,6 +59,7 @@ class TorchIndex:
         self.module = module
         # the file's text, for cheap "could this file contain X at all" checks
         self.source = source if source is not None else module.code
+        self.memo: dict[str, Any] = {}  # per-file facts other modules build lazily (PerFile)
         self.names = ImportMap(module)
 
     def qualified(self, node: cst.BaseExpression) -> str | None:

@@ -9,14 +9,13 @@ walk over the file is done once per file and shared through a cache keyed on the
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import libcst as cst
 
 from gradlint.semantics import init, layers, tables
-from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
+from gradlint.semantics.index import ModuleClass, PerFile, TorchIndex, self_attribute
 from gradlint.semantics.names import child_blocks, dotted_name
 from gradlint.semantics.nodes import walk_visitor
 
@@ -287,7 +286,7 @@ class InitFacts:
     drawn: set[tuple[str, str]] = field(default_factory=set)
 
 
-_FACTS: weakref.WeakKeyDictionary[TorchIndex, InitFacts] = weakref.WeakKeyDictionary()
+_FACTS: PerFile[InitFacts] = PerFile("init_scale._FACTS")
 
 
 def init_facts(index: TorchIndex) -> InitFacts:
@@ -578,7 +577,7 @@ def _next_in_stack(index: TorchIndex, stack: Sequence[layers.Layer], position: i
     return OUTPUT
 
 
-_PROFILES: weakref.WeakKeyDictionary[TorchIndex, dict[str, Profile]] = weakref.WeakKeyDictionary()
+_PROFILES: PerFile[dict[str, Profile]] = PerFile("init_scale._PROFILES")
 
 
 def sweep_profile(index: TorchIndex, site: InitSite) -> Profile | None:

@@ -11,7 +11,6 @@ leave `dim` to PyTorch, with the axis that is clearly meant when one is.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -19,7 +18,7 @@ from typing import Optional, Union
 import libcst as cst
 
 from gradlint.semantics import layers, tables
-from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
+from gradlint.semantics.index import ModuleClass, PerFile, TorchIndex, self_attribute
 from gradlint.semantics.names import child_blocks, dotted_name
 from gradlint.semantics.recurrent import local_class, unwrap
 from gradlint.semantics.training_walk import wraps
@@ -105,7 +104,7 @@ def loss_facts(index: TorchIndex) -> LossFacts:
     return facts
 
 
-_CACHE: weakref.WeakKeyDictionary[TorchIndex, LossFacts] = weakref.WeakKeyDictionary()
+_CACHE: PerFile[LossFacts] = PerFile("losses._CACHE")
 
 
 def input_of(call: cst.Call) -> cst.BaseExpression | None:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import weakref
-
 import libcst as cst
 import libcst.matchers as m
 
 from gradlint.semantics import tables
-from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.index import PerFile, TorchIndex
 from gradlint.semantics.nodes import findall
 
-_CACHE: weakref.WeakKeyDictionary[TorchIndex, dict[str, str | None]] = (
-    weakref.WeakKeyDictionary()
-)
+_CACHE: PerFile[dict[str, str | None]] = PerFile("recurrent._CACHE")
 
 
 def unwrap(value: cst.BaseExpression) -> cst.BaseExpression:

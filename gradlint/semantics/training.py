@@ -8,14 +8,13 @@ give `None` ("cannot know"), and callers stay quiet on it.
 from __future__ import annotations
 
 import re
-import weakref
 from dataclasses import dataclass, field
 
 import libcst as cst
 import libcst.matchers as m
 
 from gradlint.semantics import recurrent, tables
-from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.index import PerFile, TorchIndex
 from gradlint.semantics.names import dotted_name
 from gradlint.semantics.nodes import findall
 from gradlint.semantics.training_walk import (
@@ -265,7 +264,7 @@ def training_facts(index: TorchIndex) -> TrainingFacts:
     return facts
 
 
-_CACHE: weakref.WeakKeyDictionary[TorchIndex, TrainingFacts] = weakref.WeakKeyDictionary()
+_CACHE: PerFile[TrainingFacts] = PerFile("training._CACHE")
 
 
 def _optimizer_like(key: str) -> bool:
