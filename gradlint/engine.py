@@ -14,8 +14,8 @@ from gradlint.config import Config
 from gradlint.discovery import relative_to_root
 from gradlint.findings import FileResult, Finding, Severity
 from gradlint.guard import refusal
-from gradlint.registry import ENGINE_CODES, is_selected, options_for, selected_rules, severity_for
 from gradlint.project import Deferred, FileSummary, module_name
+from gradlint.registry import ENGINE_CODES, is_selected, options_for, selected_rules, severity_for
 from gradlint.rule import Rule, RuleContext
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.summary import class_facts

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from gradlint.findings import Edit, Fix
+from gradlint.findings import Fix
 
 
 class FixError(Exception):
