@@ -107,7 +107,8 @@ def apply_baseline(results: Sequence[FileResult], known: Counter[Key], root: Pat
             hidden.add(id(finding))
     filtered = [
         replace(r, findings=tuple(f for f in r.findings if id(f) not in hidden))
-        if any(id(f) in hidden for f in r.findings) else r
+        if any(id(f) in hidden for f in r.findings)
+        else r
         for r in results
     ]
     return Filtered(filtered, matched=len(hidden), stale=sum(left.values()))

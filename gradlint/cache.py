@@ -85,9 +85,11 @@ def clean(folder: Path) -> bool:
 def finding_to_json(finding: Finding) -> dict[str, Any]:
     data = {k: v for k, v in vars(finding).items() if k != "fix"}
     data["severity"] = finding.severity.value
-    data["fix"] = None if finding.fix is None else {
-        "message": finding.fix.message, "edits": [vars(e) for e in finding.fix.edits]
-    }
+    data["fix"] = (
+        None
+        if finding.fix is None
+        else {"message": finding.fix.message, "edits": [vars(e) for e in finding.fix.edits]}
+    )
     return data
 
 

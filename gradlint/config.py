@@ -17,9 +17,29 @@ else:  # pragma: no cover - exercised on Python < 3.11 only
 from gradlint.findings import Severity
 
 DEFAULT_EXCLUDE = (
-    ".bzr", ".direnv", ".eggs", ".git", ".git-rewrite", ".hg", ".mypy_cache", ".nox",
-    ".pants.d", ".pytype", ".ruff_cache", ".svn", ".tox", ".venv", "venv", ".gradlint_cache",
-    "__pypackages__", "__pycache__", "_build", "buck-out", "build", "dist", "node_modules",
+    ".bzr",
+    ".direnv",
+    ".eggs",
+    ".git",
+    ".git-rewrite",
+    ".hg",
+    ".mypy_cache",
+    ".nox",
+    ".pants.d",
+    ".pytype",
+    ".ruff_cache",
+    ".svn",
+    ".tox",
+    ".venv",
+    "venv",
+    ".gradlint_cache",
+    "__pypackages__",
+    "__pycache__",
+    "_build",
+    "buck-out",
+    "build",
+    "dist",
+    "node_modules",
     "site-packages",
 )
 
@@ -54,9 +74,14 @@ class Config:
     def fingerprint(self) -> str:
         """Everything that can change findings, as text (cache keys use it)."""
         return repr(
-            (self.select, self.ignore, self.extend_select, self.per_file_ignores,
-             sorted((k, v.value) for k, v in self.severity.items()),
-             sorted((k, sorted(v.items())) for k, v in self.rule_options.items()))
+            (
+                self.select,
+                self.ignore,
+                self.extend_select,
+                self.per_file_ignores,
+                sorted((k, v.value) for k, v in self.severity.items()),
+                sorted((k, sorted(v.items())) for k, v in self.rule_options.items()),
+            )
         )
 
 
@@ -121,7 +146,9 @@ def parse_table(table: Mapping[str, Any], path: Path) -> Config:
     values["severity"] = _severities(table.get("severity", {}), where)
     rules = table.get("rules", {})
     if not isinstance(rules, Mapping) or not all(isinstance(v, Mapping) for v in rules.values()):
-        raise ConfigError(f"{where} 'rules' must hold one table per rule: [tool.gradlint.rules.GL101]")
+        raise ConfigError(
+            f"{where} 'rules' must hold one table per rule: [tool.gradlint.rules.GL101]"
+        )
     values["rule_options"] = {str(k): dict(v) for k, v in rules.items()}
     probe = table.get("probe", {})
     if not isinstance(probe, Mapping):
@@ -154,8 +181,14 @@ def _severities(value: Any, where: str) -> dict[str, Severity]:
 
 
 def type_name(value: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-            dict: "a table", list: "a list"}.get(type(value), type(value).__name__)
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        dict: "a table",
+        list: "a list",
+    }.get(type(value), type(value).__name__)
 
 
 def did_you_mean(word: str, choices: Any) -> str:

@@ -38,8 +38,10 @@ def rules_table(rules: Sequence[type[Rule]], link_prefix: str = "docs/rules/") -
     rows = ["| code | name | severity | what it finds |", "| --- | --- | --- | --- |"]
     for rule in sorted(rules, key=lambda r: r.CODE):
         severity = rule.SEVERITY.value + ("" if rule.DEFAULT_ENABLED else " (off by default)")
-        rows.append(f"| [{rule.CODE}]({link_prefix}{rule.CODE}.md) | {rule.name()} | {severity} "
-                    f"| {_cell(rule.summary())} |")
+        rows.append(
+            f"| [{rule.CODE}]({link_prefix}{rule.CODE}.md) | {rule.name()} | {severity} "
+            f"| {_cell(rule.summary())} |"
+        )
     for code, text in _ENGINE_ROWS.items():
         rows.append(f"| {code} | {ENGINE_CODES[code]} | error | {text} |")
     return "\n".join(rows) + "\n"
@@ -52,7 +54,8 @@ def rule_pages(rules: Sequence[type[Rule]]) -> dict[str, str]:
     )
     pages = {f"{rule.CODE}.md": generated + explain_text(rule) for rule in rules}
     pages["README.md"] = (
-        generated + "# Rules\n\n`gradlint explain CODE` prints the same pages in the terminal.\n\n"
+        generated
+        + "# Rules\n\n`gradlint explain CODE` prints the same pages in the terminal.\n\n"
         + rules_table(rules, link_prefix="")
     )
     return pages

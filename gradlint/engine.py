@@ -64,7 +64,9 @@ def lint_source(
         return unreadable(path, message, config, line)
     if has_skip_file(text):
         return FileResult(path=path, skipped="gradlint: skip-file")
-    refused = refusal(source if isinstance(source, bytes) else text.encode("utf-8", "surrogatepass"))
+    refused = refusal(
+        source if isinstance(source, bytes) else text.encode("utf-8", "surrogatepass")
+    )
     if refused is not None:
         return unreadable(path, refused, config)
     try:
@@ -118,7 +120,11 @@ def _syntax_error(text: str, path: str, exc: cst.ParserSyntaxError) -> tuple[str
 
 
 def _run_rules(
-    module: cst.Module, path: str, config: Config, rules: Sequence[type[Rule]], source: str | None = None
+    module: cst.Module,
+    path: str,
+    config: Config,
+    rules: Sequence[type[Rule]],
+    source: str | None = None,
 ) -> tuple[list[Finding], TorchIndex, list[Deferred]]:
     wrapper = cst.MetadataWrapper(module, unsafe_skip_copy=True)
     index = TorchIndex(module, source)
@@ -156,12 +162,21 @@ def _run_rules(
 
 def _engine_finding(path: str, code: str, message: str, line: int = 1, column: int = 1) -> Finding:
     return Finding(
-        path=path, line=line, column=column, end_line=line, end_column=column,
-        code=code, name=ENGINE_CODES[code], severity=Severity.ERROR, message=message,
+        path=path,
+        line=line,
+        column=column,
+        end_line=line,
+        end_column=column,
+        code=code,
+        name=ENGINE_CODES[code],
+        severity=Severity.ERROR,
+        message=message,
     )
 
 
-def unreadable(path: str, message: str, config: Config, line: int = 1, column: int = 1) -> FileResult:
+def unreadable(
+    path: str, message: str, config: Config, line: int = 1, column: int = 1
+) -> FileResult:
     if not is_selected("GL001", ENGINE_CODES["GL001"], config):
         return FileResult(path=path)
     return FileResult(path=path, findings=(_engine_finding(path, "GL001", message, line, column),))

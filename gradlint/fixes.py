@@ -45,8 +45,13 @@ def apply_fixes(text: str, fixes: Iterable[Fix]) -> tuple[str, int]:
     applied = 0
     taken: list[tuple[int, int]] = []
     for fix in sorted(fixes, key=lambda f: min((e.line, e.column) for e in f.edits)):
-        spans = [(offset(e.line, e.column), offset(e.end_line, e.end_column), e.replacement) for e in fix.edits]
-        if any(a < end and start < b or (a == b == start) for a, b, _ in spans for start, end in taken):
+        spans = [
+            (offset(e.line, e.column), offset(e.end_line, e.end_column), e.replacement)
+            for e in fix.edits
+        ]
+        if any(
+            a < end and start < b or (a == b == start) for a, b, _ in spans for start, end in taken
+        ):
             continue
         chosen.extend(spans)
         taken.extend((a, b) for a, b, _ in spans)
@@ -60,7 +65,9 @@ def check_parses(text: str, path: str) -> None:
     try:
         cst.parse_module(text)
     except (cst.ParserSyntaxError, RecursionError) as exc:
-        raise FixError(f"{path}: the fixed source would not parse ({exc}); file left unchanged") from None
+        raise FixError(
+            f"{path}: the fixed source would not parse ({exc}); file left unchanged"
+        ) from None
 
 
 def unified_diff(old: str, new: str, path: str) -> str:

@@ -80,8 +80,15 @@ def _diagnostic(f: Finding, lines: list[str]) -> dict[str, Any]:
     end = _utf16(text(f.end_line), f.end_column)
     if f.end_line == f.line and end <= start:
         end = start + 1  # an empty range is invisible in most editors
-    diagnostic = _diagnostic_at(f.line - 1, start, f.end_line - 1, end, _SEVERITY[f.severity],
-                                f.code, " ".join(f.message.split()))
+    diagnostic = _diagnostic_at(
+        f.line - 1,
+        start,
+        f.end_line - 1,
+        end,
+        _SEVERITY[f.severity],
+        f.code,
+        " ".join(f.message.split()),
+    )
     if f.code.startswith("GL1"):
         diagnostic["codeDescription"] = {"href": HELP_URI.format(code=f.code)}
     if f.hint:
@@ -93,8 +100,10 @@ def _diagnostic_at(
     line: int, column: int, end_line: int, end_column: int, severity: int, code: str, message: str
 ) -> dict[str, Any]:
     return {
-        "range": {"start": {"line": line, "character": column},
-                  "end": {"line": end_line, "character": end_column}},
+        "range": {
+            "start": {"line": line, "character": column},
+            "end": {"line": end_line, "character": end_column},
+        },
         "severity": severity,
         "code": code,
         "source": NAME,

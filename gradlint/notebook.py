@@ -154,8 +154,9 @@ def cell_finding(finding: Finding, notebook: Notebook) -> Finding:
     if finding.end_line - 1 >= end:  # a range running into the next cell stops at this one's end
         end_line = max(end - first, line)
         end_column = len(notebook.original_lines[end - 1]) + 1 if end > first else 1
-    return replace(finding, line=line, end_line=max(end_line, line), end_column=end_column,
-                   cell=index + 1)
+    return replace(
+        finding, line=line, end_line=max(end_line, line), end_column=end_column, cell=index + 1
+    )
 
 
 def source_line(result: FileResult, finding: Finding, offset: int = 0) -> str | None:
@@ -164,8 +165,11 @@ def source_line(result: FileResult, finding: Finding, offset: int = 0) -> str | 
     base = 0
     if finding.cell is not None and result.cell_starts:
         base = result.cell_starts[finding.cell - 1]
-        end = (result.cell_starts[finding.cell] if finding.cell < len(result.cell_starts)
-               else len(result.source_lines))
+        end = (
+            result.cell_starts[finding.cell]
+            if finding.cell < len(result.cell_starts)
+            else len(result.source_lines)
+        )
         if base + number > end:
             return None  # past the end of the cell
     if number < 1 or base + number > len(result.source_lines):

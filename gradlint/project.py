@@ -109,7 +109,9 @@ class Project:
         rest = qualified[level:]
         return ".".join([*base, rest] if rest else base)
 
-    def find_class(self, qualified: str, origin: FileSummary) -> tuple[FileSummary, ClassFacts] | None:
+    def find_class(
+        self, qualified: str, origin: FileSummary
+    ) -> tuple[FileSummary, ClassFacts] | None:
         """The summary and facts of the class a name refers to, or None outside the tree."""
         name = self.absolute(qualified, origin)
         for _ in range(MAX_REEXPORT_HOPS):

@@ -61,7 +61,9 @@ def _check_declarations(rules: Sequence[type[Rule]]) -> None:
             raise TypeError(f"{rule.__name__}: CODE must look like GL123")
         for key in (rule.CODE, rule.name()):
             if key in seen or key in ENGINE_CODES or key in PROBE_CODES:
-                raise TypeError(f"{rule.__name__}: {key} is already used by {seen.get(key, 'gradlint')}")
+                raise TypeError(
+                    f"{rule.__name__}: {key} is already used by {seen.get(key, 'gradlint')}"
+                )
             seen[key] = rule.__name__
 
 
@@ -132,7 +134,8 @@ def selected_rules(config: Config) -> list[type[Rule]]:
         validate_selectors([key], f"{where}: 'severity'")
     _check_rule_options(config.rule_options, where)
     return [
-        rule for rule in all_rules()
+        rule
+        for rule in all_rules()
         if is_selected(rule.CODE, rule.name(), config, rule.DEFAULT_ENABLED)
     ]
 
@@ -141,7 +144,9 @@ def _check_rule_options(options: Mapping[str, Mapping[str, Any]], where: str) ->
     for key, values in options.items():
         rule = find_rule(key)
         if rule is None:
-            hint = did_you_mean(key, [*(r.CODE for r in all_rules()), *(r.name() for r in all_rules())])
+            hint = did_you_mean(
+                key, [*(r.CODE for r in all_rules()), *(r.name() for r in all_rules())]
+            )
             raise ConfigError(f"{where}: [tool.gradlint.rules.{key}] names no rule{hint}")
         for option, value in values.items():
             if option not in rule.OPTIONS:

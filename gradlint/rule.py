@@ -153,13 +153,19 @@ class Rule:
         """An edit that replaces the source text of `node` (for fixes)."""
         where = self.position(node)
         return Edit(
-            where.start.line, where.start.column + 1, where.end.line, where.end.column + 1, replacement
+            where.start.line,
+            where.start.column + 1,
+            where.end.line,
+            where.end.column + 1,
+            replacement,
         )
 
     def insert_before(self, node: cst.CSTNode, text: str) -> Edit:
         """An edit that inserts `text` where `node` starts (for fixes)."""
         where = self.position(node)
-        return Edit(where.start.line, where.start.column + 1, where.start.line, where.start.column + 1, text)
+        return Edit(
+            where.start.line, where.start.column + 1, where.start.line, where.start.column + 1, text
+        )
 
     # -- the project phase ----------------------------------------------------------------
 
@@ -180,9 +186,7 @@ class Rule:
         )
 
     @classmethod
-    def resolve_deferred(
-        cls, item: Deferred, facts: ClassFacts, where: FileSummary
-    ) -> str | None:
+    def resolve_deferred(cls, item: Deferred, facts: ClassFacts, where: FileSummary) -> str | None:
         """The message of the finding, once `item.qualified` is known to be the class
         `facts` defined in the file `where`; None when there is nothing to report."""
         return None

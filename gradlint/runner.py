@@ -68,7 +68,9 @@ def lint_tree(
             results[display] = hit
         else:
             work.append((display, _module_of(path)))
-    for display, (result, key) in zip((item[0] for item in work), _run(work, config, rules, options.jobs, cache)):
+    for display, (result, key) in zip(
+        (item[0] for item in work), _run(work, config, rules, options.jobs, cache)
+    ):
         results[display] = result
         if cache and key:
             cache.put(key, result)
@@ -255,7 +257,8 @@ def _finding(
         end_column=item.end_column,
         code=rule.CODE,
         name=rule.name(),
-        severity=severity_for(rule, config) or Severity(item.data.get("severity", rule.SEVERITY.value)),
+        severity=severity_for(rule, config)
+        or Severity(item.data.get("severity", rule.SEVERITY.value)),
         message=message,
         hint=rule.HINT,
     )

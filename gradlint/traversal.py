@@ -19,6 +19,7 @@ from gradlint.semantics.nodes import TRIVIA, fields
 
 Handler = Callable[[cst.CSTNode], object]
 
+
 class Dispatcher:
     """Runs the handlers of several rules in one walk; a rule that raises is switched off."""
 
@@ -87,7 +88,8 @@ def handler_names(rule: type[Rule]) -> tuple[str, ...]:
     names = _HANDLERS.get(rule)
     if names is None:
         names = tuple(
-            attr for attr in dir(rule)
+            attr
+            for attr in dir(rule)
             if attr.startswith(("visit_", "leave_")) and callable(getattr(rule, attr))
         )
         _HANDLERS[rule] = names

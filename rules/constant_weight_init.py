@@ -174,7 +174,8 @@ class ConstantWeightInit(Rule):
         """),
     ]
     # transformers: a zero placeholder that the model's _init_weights draws again
-    VALID.append(Valid("""
+    VALID.append(
+        Valid("""
         import torch
         from torch import nn
         class Backbone(nn.Module):
@@ -187,10 +188,12 @@ class ConstantWeightInit(Rule):
             def _init_weights(self, module):
                 if isinstance(module, Backbone):
                     nn.init.normal_(module.text_projection, std=0.02)
-    """))
+    """)
+    )
 
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             from torch import nn
             def init_weights(m):
                 if isinstance(m, nn.Linear):
@@ -198,8 +201,12 @@ class ConstantWeightInit(Rule):
                     nn.init.zeros_(m.bias)
             model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
             model.apply(init_weights)
-        """, line=4, message="every Linear layer"),
-        Invalid("""
+        """,
+            line=4,
+            message="every Linear layer",
+        ),
+        Invalid(
+            """
             import torch.nn as nn
             class Net(nn.Module):
                 def __init__(self):
@@ -207,8 +214,11 @@ class ConstantWeightInit(Rule):
                     for m in self.modules():
                         if isinstance(m, (nn.Conv2d, nn.Linear)):
                             nn.init.constant_(m.weight, 0.5)
-        """, line=7),
-        Invalid("""
+        """,
+            line=7,
+        ),
+        Invalid(
+            """
             from torch import nn
             from torch.nn.init import zeros_
             class MLP(nn.Module):
@@ -219,8 +229,12 @@ class ConstantWeightInit(Rule):
                     zeros_(self.fc1.weight)
                 def forward(self, x):
                     return self.fc2(self.fc1(x).relu())
-        """, line=8, message="hidden"),
-        Invalid("""
+        """,
+            line=8,
+            message="hidden",
+        ),
+        Invalid(
+            """
             import torch
             from torch import nn
             class RNNModel(nn.Module):
@@ -233,8 +247,11 @@ class ConstantWeightInit(Rule):
                 def forward(self, x):
                     h, _ = self.rnn(x)
                     return self.out(h)
-        """, line=9),
-        Invalid("""
+        """,
+            line=9,
+        ),
+        Invalid(
+            """
             import torch
             import torch.nn.functional as F
             from torch import nn
@@ -244,15 +261,20 @@ class ConstantWeightInit(Rule):
                     self.weight = nn.Parameter(torch.zeros(n_out, n_in))
                 def forward(self, x):
                     return F.linear(x, self.weight)
-        """, line=7),
-        Invalid("""
+        """,
+            line=7,
+        ),
+        Invalid(
+            """
             from torch import nn
             class Model(nn.Module):
                 def init_weights(self):
                     for name, module in self.named_modules():
                         if isinstance(module, nn.Linear):
                             module.weight.data.zero_()
-        """, line=6),
+        """,
+            line=6,
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
@@ -278,7 +300,10 @@ class ConstantWeightInit(Rule):
                 params = {p.name.value for p in statement.params.params} - {"self"}
                 self._walk(_block(statement), replace(ctx, params=frozenset(params)))
             elif isinstance(statement, cst.For):
-                self._walk(_block(statement), replace(ctx, module_vars=ctx.module_vars | _module_loop_var(statement)))
+                self._walk(
+                    _block(statement),
+                    replace(ctx, module_vars=ctx.module_vars | _module_loop_var(statement)),
+                )
             elif isinstance(statement, cst.If):
                 guards = {**ctx.guards, **init.isinstance_guard(self.index, statement.test)}
                 narrowed = ctx.narrowed or not init.is_pure_isinstance(statement.test)
@@ -404,7 +429,8 @@ def _is_output_or_residual_end(info: ModuleClass, attr: str, index: TorchIndex) 
     if attr not in calls.order or calls.has_residual:
         return True
     weight_calls = [
-        a for a in calls.order
+        a
+        for a in calls.order
         if a in info.attrs and layers.classify(index, info.attrs[a]).kind in WEIGHT_KINDS
     ]
     return bool(weight_calls) and weight_calls[-1] == attr
@@ -413,7 +439,9 @@ def _is_output_or_residual_end(info: ModuleClass, attr: str, index: TorchIndex) 
 class _MatrixUse(cst.CSTVisitor):
     """`self.<attr>` used as the weight of F.linear/conv, matmul/mm/bmm or the `@` operator."""
 
-    FUNCTIONS = frozenset({"linear", "conv1d", "conv2d", "conv3d", "matmul", "mm", "bmm", "bilinear"})
+    FUNCTIONS = frozenset(
+        {"linear", "conv1d", "conv2d", "conv3d", "matmul", "mm", "bmm", "bilinear"}
+    )
 
     def __init__(self) -> None:
         self.attrs: set[str] = set()

@@ -128,7 +128,8 @@ class DeadReluRisk(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             import torch.nn.functional as F
             from torch import nn
             class MLP(nn.Module):
@@ -139,8 +140,12 @@ class DeadReluRisk(Rule):
                     nn.init.constant_(self.fc1.bias, -1)
                 def forward(self, x):
                     return self.fc2(F.relu(self.fc1(x)))
-        """, line=8, message="feeds a relu"),
-        Invalid("""
+        """,
+            line=8,
+            message="feeds a relu",
+        ),
+        Invalid(
+            """
             import torch
             from torch import nn
             class Net(nn.Module):
@@ -152,8 +157,12 @@ class DeadReluRisk(Rule):
                     x = self.hidden(x)
                     x = torch.relu(x)
                     return x
-        """, line=7, message="-0.5"),
-        Invalid("""
+        """,
+            line=7,
+            message="-0.5",
+        ),
+        Invalid(
+            """
             import torch.nn as nn
             model = nn.Sequential(
                 nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1)
@@ -163,8 +172,11 @@ class DeadReluRisk(Rule):
                     nn.init.kaiming_normal_(m.weight)
                     nn.init.constant_(m.bias, -1.0)
             model.apply(init_weights)
-        """, line=8),
-        Invalid("""
+        """,
+            line=8,
+        ),
+        Invalid(
+            """
             from torch import nn
             class Deep(nn.Module):
                 def __init__(self):
@@ -175,8 +187,12 @@ class DeadReluRisk(Rule):
                     nn.init.uniform_(self.fc2.weight, -1, 0)
                 def forward(self, x):
                     return self.relu(self.fc2(self.relu(self.fc1(x))))
-        """, line=8, message="U(-1, 0)"),
-        Invalid("""
+        """,
+            line=8,
+            message="U(-1, 0)",
+        ),
+        Invalid(
+            """
             import torch
             from torch import nn
             class Deep(nn.Module):
@@ -188,7 +204,10 @@ class DeadReluRisk(Rule):
                         self.fc2.weight.data = -self.fc2.weight.data.abs()
                 def forward(self, x):
                     return torch.relu(self.fc2(torch.relu(self.fc1(x))))
-        """, line=9, message="negative magnitudes"),
+        """,
+            line=9,
+            message="negative magnitudes",
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:

@@ -132,7 +132,8 @@ class DeepSaturatingStack(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             from torch import nn
             model = nn.Sequential(
                 nn.Linear(784, 256), nn.Sigmoid(),
@@ -141,21 +142,32 @@ class DeepSaturatingStack(Rule):
                 nn.Linear(256, 256), nn.Sigmoid(),
                 nn.Linear(256, 10),
             )
-        """, line=2, message="0.25^4"),
-        Invalid("""
+        """,
+            line=2,
+            message="0.25^4",
+        ),
+        Invalid(
+            """
             import torch.nn as tnn
             from torch.nn import Sigmoid as S
             net = tnn.Sequential(tnn.Linear(4, 4), S(), tnn.Sequential(tnn.Linear(4, 4), S()),
                                  tnn.Linear(4, 4), S(), tnn.Linear(4, 4), tnn.Tanh())
-        """, line=3),
-        Invalid("""
+        """,
+            line=3,
+        ),
+        Invalid(
+            """
             from torch import nn
             layers = []
             for _ in range(8):
                 layers += [nn.Linear(64, 64), nn.Sigmoid()]
             model = nn.Sequential(*layers)
-        """, line=3, message="8 saturating"),
-        Invalid("""
+        """,
+            line=3,
+            message="8 saturating",
+        ),
+        Invalid(
+            """
             import torch
             import torch.nn.functional as F
             from torch import nn
@@ -166,8 +178,11 @@ class DeepSaturatingStack(Rule):
                     x = self.fc3(x).sigmoid()
                     x = torch.sigmoid(self.fc4(x))
                     return self.out(x)
-        """, line=9),
-        Invalid("""
+        """,
+            line=9,
+        ),
+        Invalid(
+            """
             import torch
             from torch import nn
             class Deep(nn.Module):
@@ -179,8 +194,11 @@ class DeepSaturatingStack(Rule):
                     for layer in self.layers:
                         x = self.act(layer(x))
                     return x
-        """, line=10),
-        Invalid("""
+        """,
+            line=10,
+        ),
+        Invalid(
+            """
             from collections import OrderedDict
             from torch import nn
             net = nn.Sequential(OrderedDict([
@@ -189,11 +207,16 @@ class DeepSaturatingStack(Rule):
                 ("l3", nn.Linear(8, 8)), ("a3", nn.Sigmoid()),
                 ("l4", nn.Linear(8, 8)), ("a4", nn.Sigmoid()),
             ]))
-        """, line=3),
-        Invalid("""
+        """,
+            line=3,
+        ),
+        Invalid(
+            """
             from torch import nn
             model = nn.Sequential(*([nn.Linear(16, 16), nn.Softsign()] * 5), nn.Linear(16, 1))
-        """, line=2),
+        """,
+            line=2,
+        ),
     ]
 
     _sequential_depth = 0  # how many nn.Sequential(...) calls enclose the current node
@@ -220,15 +243,16 @@ class DeepSaturatingStack(Rule):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         if node.name.value != "forward":
             return  # the data path of a module is its forward()
-        owner = next(
-            (c for c in self.index.module_classes.values() if c.forward is node), None
-        )
+        owner = next((c for c in self.index.module_classes.values() if c.forward is node), None)
         if owner is None:
             return  # not the forward of an nn.Module defined here
         path = forward_paths.deepest_saturating_path(self.index, owner)
         if path is None or path.node is None or len(path.activations) < self.options["depth"]:
             return  # no deep saturating path through forward()
-        if isinstance(path.node, cst.Call) and self._longest_run(self._built_stack(owner, path.node)) >= self.options["depth"]:
+        if (
+            isinstance(path.node, cst.Call)
+            and self._longest_run(self._built_stack(owner, path.node)) >= self.options["depth"]
+        ):
             return  # the whole stack sits in one nn.Sequential, reported where it is built
         self._report(path.node, list(path.activations))
 

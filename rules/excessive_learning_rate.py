@@ -142,23 +142,36 @@ class ExcessiveLearningRate(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             import torch
             optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
-        """, line=2, message="lr=0.1"),
+        """,
+            line=2,
+            message="lr=0.1",
+        ),
         # second positional argument, `from torch.optim import SGD`
-        Invalid("""
+        Invalid(
+            """
             from torch.optim import SGD
             optimizer = SGD(net.parameters(), 1.0, momentum=0.9)
-        """, line=2, message="SGD"),
+        """,
+            line=2,
+            message="SGD",
+        ),
         # a module constant
-        Invalid("""
+        Invalid(
+            """
             import torch.optim as optim
             LEARNING_RATE = 0.5
             opt = optim.RMSprop(policy.parameters(), lr=LEARNING_RATE)
-        """, line=3, message="from `LEARNING_RATE`"),
+        """,
+            line=3,
+            message="from `LEARNING_RATE`",
+        ),
         # argparse default read through args.lr
-        Invalid("""
+        Invalid(
+            """
             import argparse
             from torch import optim
             def main():
@@ -166,12 +179,18 @@ class ExcessiveLearningRate(Rule):
                 parser.add_argument("--lr", type=float, default=1.0, help="learning rate")
                 args = parser.parse_args()
                 optimizer = optim.AdamW(model.parameters(), lr=args.lr)
-        """, line=7, message="--lr"),
+        """,
+            line=7,
+            message="--lr",
+        ),
         # timm factory, integer literal
-        Invalid("""
+        Invalid(
+            """
             from timm.optim import create_optimizer_v2
             optimizer = create_optimizer_v2(model, "sgd", lr=2, momentum=0.9)
-        """, line=2),
+        """,
+            line=2,
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
@@ -198,8 +217,13 @@ class ExcessiveLearningRate(Rule):
         family = optimizer_family(name)
         lr = keywords.get("lr", positional[1] if len(positional) > 1 else None)
         params = keywords.get("params", positional[0] if positional else None)
-        if family is not None and name is not None and lr is not None and not _is_tensor_list(
-            params  # `Adam([image], lr=10)`: optimizes an input tensor on its own scale
+        if (
+            family is not None
+            and name is not None
+            and lr is not None
+            and not _is_tensor_list(
+                params  # `Adam([image], lr=10)`: optimizes an input tensor on its own scale
+            )
         ):
             self.optimizers.append((node, name.rsplit(".", 1)[-1], family, lr))
         if isinstance(node.func, cst.Attribute) and node.func.attr.value == "add_argument":
@@ -246,7 +270,10 @@ class ExcessiveLearningRate(Rule):
                     continue  # clipped SGD: each update is bounded by lr·max_norm
             shown = _number(value) if source else self.context.module.code_for_node(expr)
             self.report(
-                call, optimizer=optimizer, lr=shown, source=source,
+                call,
+                optimizer=optimizer,
+                lr=shown,
+                source=source,
                 limit=_number(self.options[family]),
                 family="Adam-style optimizers" if family == "adam" else optimizer,
                 typical=LR_LIMITS[family].typical,
@@ -275,9 +302,11 @@ class ExcessiveLearningRate(Rule):
 
 def _is_tensor_list(params: cst.BaseExpression | None) -> bool:
     """`[x]`, `[self.image, noise]`: named tensors rather than a model's parameters."""
-    return isinstance(params, (cst.List, cst.Tuple)) and all(
-        dotted_name(e.value) is not None for e in params.elements
-    ) and bool(params.elements)
+    return (
+        isinstance(params, (cst.List, cst.Tuple))
+        and all(dotted_name(e.value) is not None for e in params.elements)
+        and bool(params.elements)
+    )
 
 
 def _calls(expr: cst.BaseExpression, method: str) -> bool:

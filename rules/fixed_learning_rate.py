@@ -250,7 +250,8 @@ class FixedLearningRate(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             import torch
             from torch import nn, optim
             def train(model, loader, optimizer):
@@ -265,9 +266,13 @@ class FixedLearningRate(Rule):
                 optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
                 for epoch in range(1, 31):
                     train(model, train_loader, optimizer)
-        """, line=12, message="lr=0.01"),
+        """,
+            line=12,
+            message="lr=0.01",
+        ),
         # two nested loops, `from torch.optim import Adam`
-        Invalid("""
+        Invalid(
+            """
             from torch.optim import Adam
             opt = Adam(net.parameters(), 3e-4)
             for _ in range(200):
@@ -275,9 +280,13 @@ class FixedLearningRate(Rule):
                     opt.zero_grad()
                     loss_fn(net(x), y).backward()
                     opt.step()
-        """, line=2, message="lr=3e-4"),
+        """,
+            line=2,
+            message="lr=3e-4",
+        ),
         # a trainer class: optimizer built in __init__, stepped in an epoch loop
-        Invalid("""
+        Invalid(
+            """
             import torch.optim as optim
             class Trainer:
                 def __init__(self, model, lr):
@@ -289,9 +298,13 @@ class FixedLearningRate(Rule):
                             self.optimizer.zero_grad()
                             self.model(batch).mean().backward()
                             self.optimizer.step()
-        """, line=5, message="AdamW"),
+        """,
+            line=5,
+            message="AdamW",
+        ),
         # AMP with GradScaler, epoch loop as `while`
-        Invalid("""
+        Invalid(
+            """
             import torch
             optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
             scaler = torch.cuda.amp.GradScaler()
@@ -304,7 +317,9 @@ class FixedLearningRate(Rule):
                     scaler.step(optimizer)
                     scaler.update()
                 epoch += 1
-        """, line=2),
+        """,
+            line=2,
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:

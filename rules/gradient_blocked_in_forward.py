@@ -219,7 +219,8 @@ class GradientBlockedInForward(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             import torch
             from torch import nn
             class Regressor(nn.Module):
@@ -230,14 +231,21 @@ class GradientBlockedInForward(Rule):
                 def forward(self, x):
                     h = torch.relu(self.body(x)).detach()
                     return self.head(h)
-        """, line=9, message="`.detach()` cuts the graph"),
-        Invalid("""
+        """,
+            line=9,
+            message="`.detach()` cuts the graph",
+        ),
+        Invalid(
+            """
             import torch.nn as nn
             class Net(nn.Module):
                 def forward(self, x):
                     return self.fc(x).detach()
-        """, line=4),
-        Invalid("""
+        """,
+            line=4,
+        ),
+        Invalid(
+            """
             import torch
             from torch import nn
             class Encoder(nn.Module):
@@ -246,8 +254,12 @@ class GradientBlockedInForward(Rule):
                         h = self.conv(x)
                     h = torch.flatten(h, 1)
                     return self.fc(h)
-        """, line=6, message="torch.no_grad()"),
-        Invalid("""
+        """,
+            line=6,
+            message="torch.no_grad()",
+        ),
+        Invalid(
+            """
             import numpy as np
             import torch
             from torch import nn
@@ -255,8 +267,12 @@ class GradientBlockedInForward(Rule):
                 def forward(self, x):
                     s = self.score(x).cpu().numpy()
                     return torch.tensor(np.tanh(s))
-        """, line=6, message=".numpy()"),
-        Invalid("""
+        """,
+            line=6,
+            message=".numpy()",
+        ),
+        Invalid(
+            """
             import torch
             from torch import nn
             class Model(nn.Module):
@@ -264,17 +280,25 @@ class GradientBlockedInForward(Rule):
                     logits = self.model(batch["x"])
                     probs = torch.tensor(logits.softmax(-1))
                     return -(probs * batch["y"]).sum()
-        """, line=6, message="torch.tensor(...)"),
-        Invalid("""
+        """,
+            line=6,
+            message="torch.tensor(...)",
+        ),
+        Invalid(
+            """
             import torch.nn.functional as F
             from torch import nn
             class FocalLoss(nn.Module):
                 def forward(self, logits, y):
                     p = logits.data.sigmoid()
                     return F.binary_cross_entropy(p, y)
-        """, line=5, message=".data"),
+        """,
+            line=5,
+            message=".data",
+        ),
         # multi-scale features collected detached from a loop over blocks
-        Invalid("""
+        Invalid(
+            """
             import torch
             from torch import nn
             class Pyramid(nn.Module):
@@ -284,15 +308,20 @@ class GradientBlockedInForward(Rule):
                         x = blk(x)
                         feats.append(x.detach())
                     return torch.cat(feats, 1)
-        """, line=8),
+        """,
+            line=8,
+        ),
     ]
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        owner = next((c for c in self.index.module_classes.values()
-                      if graph.is_graph_function(c, node)), None)
+        owner = next(
+            (c for c in self.index.module_classes.values() if graph.is_graph_function(c, node)),
+            None,
+        )
         if owner is None:
             return  # not forward / a loss method / training_step of an nn.Module
         for cut in graph.cuts_reaching_return(self.index, owner, node):
             severity = Severity.ERROR if cut.direct else Severity.WARNING
-            self.report(cut.node, severity=severity, operation=cut.operation,
-                        function=node.name.value)
+            self.report(
+                cut.node, severity=severity, operation=cut.operation, function=node.name.value
+            )

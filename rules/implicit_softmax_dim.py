@@ -105,22 +105,32 @@ class ImplicitSoftmaxDim(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             from torch import nn
             classifier = nn.Sequential(nn.Linear(512, 128), nn.ReLU(), nn.Linear(128, 10),
                                        nn.Softmax())
-        """, line=3, message="pass dim=-1", fixed="""
+        """,
+            line=3,
+            message="pass dim=-1",
+            fixed="""
             from torch import nn
             classifier = nn.Sequential(nn.Linear(512, 128), nn.ReLU(), nn.Linear(128, 10),
                                        nn.Softmax(dim=-1))
-        """),
-        Invalid("""
+        """,
+        ),
+        Invalid(
+            """
             import torch.nn.functional as F
             def post_process(out_logits):
                 scores = F.softmax(out_logits)[:, :, :-1]
                 return scores.max(-1)
-        """, line=3, message="dim 0 for 0-, 1- and 3-D input"),
-        Invalid("""
+        """,
+            line=3,
+            message="dim 0 for 0-, 1- and 3-D input",
+        ),
+        Invalid(
+            """
             import torch.nn as nn
             import torch.nn.functional as F
             class Net(nn.Module):
@@ -129,7 +139,10 @@ class ImplicitSoftmaxDim(Rule):
                     self.fc = nn.Linear(128, 10)
                 def forward(self, x):
                     return F.log_softmax(self.fc(x))
-        """, line=8, message="dim=-1", fixed="""
+        """,
+            line=8,
+            message="dim=-1",
+            fixed="""
             import torch.nn as nn
             import torch.nn.functional as F
             class Net(nn.Module):
@@ -138,28 +151,45 @@ class ImplicitSoftmaxDim(Rule):
                     self.fc = nn.Linear(128, 10)
                 def forward(self, x):
                     return F.log_softmax(self.fc(x), dim=-1)
-        """),
-        Invalid("""
+        """,
+        ),
+        Invalid(
+            """
             from torch.nn import Conv1d, LogSoftmax, Sequential
             head = Sequential(Conv1d(256, 40, kernel_size=1), LogSoftmax())
-        """, line=2, message="pass dim=1", fixed="""
+        """,
+            line=2,
+            message="pass dim=1",
+            fixed="""
             from torch.nn import Conv1d, LogSoftmax, Sequential
             head = Sequential(Conv1d(256, 40, kernel_size=1), LogSoftmax(dim=1))
-        """),
-        Invalid("""
+        """,
+        ),
+        Invalid(
+            """
             import torch
             def attend(scores, values):
                 return torch.softmax(scores) @ values
-        """, line=3, message="raises TypeError"),
-        Invalid("""
+        """,
+            line=3,
+            message="raises TypeError",
+        ),
+        Invalid(
+            """
             import torch
             def attend(q, k):
                 return (q @ k.transpose(-2, -1)).softmax()
-        """, line=3, message="raises TypeError"),
-        Invalid("""
+        """,
+            line=3,
+            message="raises TypeError",
+        ),
+        Invalid(
+            """
             import torch
             layer = torch.nn.Softmin(dim=None)
-        """, line=2),
+        """,
+            line=2,
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:

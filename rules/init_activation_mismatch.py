@@ -169,7 +169,8 @@ class InitActivationMismatch(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             from torch import nn
             model = nn.Sequential(
                 nn.Linear(784, 256), nn.ReLU(),
@@ -183,8 +184,12 @@ class InitActivationMismatch(Rule):
                     nn.init.xavier_uniform_(m.weight)
                     nn.init.zeros_(m.bias)
             model.apply(init_weights)
-        """, line=11, message="2^-4"),
-        Invalid("""
+        """,
+            line=11,
+            message="2^-4",
+        ),
+        Invalid(
+            """
             import torch.nn as nn
             import torch.nn.functional as F
             class MLP(nn.Module):
@@ -200,8 +205,12 @@ class InitActivationMismatch(Rule):
                     x = F.relu(self.fc2(x))
                     x = F.relu(self.fc3(x))
                     return F.relu(self.fc4(x))
-        """, line=10, message="relu"),
-        Invalid("""
+        """,
+            line=10,
+            message="relu",
+        ),
+        Invalid(
+            """
             import torch.nn.functional as F
             from torch import nn
             from torch.nn.init import xavier_uniform_
@@ -217,8 +226,12 @@ class InitActivationMismatch(Rule):
                     for layer in self.layers:
                         x = F.leaky_relu(layer(x))
                     return self.out(x)
-        """, line=11, message="10 ReLU-family"),
-        Invalid("""
+        """,
+            line=11,
+            message="10 ReLU-family",
+        ),
+        Invalid(
+            """
             import torch
             from torch import nn
             class Encoder(nn.Module):
@@ -228,15 +241,22 @@ class InitActivationMismatch(Rule):
                     nn.init.kaiming_normal_(self.fc.weight)
                 def forward(self, x):
                     return torch.tanh(self.fc(x))
-        """, line=7, message="saturate"),
-        Invalid("""
+        """,
+            line=7,
+            message="saturate",
+        ),
+        Invalid(
+            """
             from torch import nn
             net = nn.Sequential(nn.Linear(64, 64), nn.Sigmoid(), nn.Linear(64, 64), nn.Sigmoid())
             def init(m):
                 if isinstance(m, nn.Linear):
                     nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
             net.apply(init)
-        """, line=5, message="sigmoid"),
+        """,
+            line=5,
+            message="sigmoid",
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:

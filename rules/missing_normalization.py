@@ -117,7 +117,8 @@ class MissingNormalization(Rule):
         """),
     ]
     # torchvision's AlexNet: two separate stacks of 5 and 3 layers; each is judged where built
-    VALID.append(Valid("""
+    VALID.append(
+        Valid("""
         from torch import nn
         class AlexNet(nn.Module):
             def __init__(self):
@@ -136,10 +137,12 @@ class MissingNormalization(Rule):
             def forward(self, x):
                 x = self.features(x)
                 return self.classifier(x.flatten(1))
-    """))
+    """)
+    )
 
     # transformers GroundingDINO: six projections of an attention block, applied in parallel
-    VALID.append(Valid("""
+    VALID.append(
+        Valid("""
         import torch
         from torch import nn
         class BiAttention(nn.Module):
@@ -156,10 +159,12 @@ class MissingNormalization(Rule):
                 weights = torch.bmm(q, k.transpose(1, 2)).softmax(-1)
                 out = torch.bmm(weights, self.v(text).relu())
                 return self.out_v(out), self.out_t(self.tv(text))
-    """))
+    """)
+    )
 
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             from torch import nn
             model = nn.Sequential(
                 nn.Linear(512, 512), nn.ReLU(),
@@ -169,8 +174,12 @@ class MissingNormalization(Rule):
                 nn.Linear(512, 512), nn.ReLU(),
                 nn.Linear(512, 10),
             )
-        """, line=2, message="6 Linear"),
-        Invalid("""
+        """,
+            line=2,
+            message="6 Linear",
+        ),
+        Invalid(
+            """
             import torch.nn as nn
             features = nn.Sequential(
                 nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(inplace=True),
@@ -180,16 +189,23 @@ class MissingNormalization(Rule):
                 nn.Conv2d(128, 256, 3, padding=1), nn.ReLU(inplace=True),
                 nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True),
             )
-        """, line=2, message="Conv2d"),
-        Invalid("""
+        """,
+            line=2,
+            message="Conv2d",
+        ),
+        Invalid(
+            """
             from torch import nn
             layers = []
             for i in range(8):
                 layers.append(nn.Linear(128, 128))
                 layers.append(nn.Tanh())
             model = nn.Sequential(*layers)
-        """, line=3),
-        Invalid("""
+        """,
+            line=3,
+        ),
+        Invalid(
+            """
             from torch import nn
             class DeepMLP(nn.Module):
                 def __init__(self, d):
@@ -200,8 +216,11 @@ class MissingNormalization(Rule):
                     for layer in self.layers:
                         x = layer(x).relu()
                     return self.head(x)
-        """, line=2),
-        Invalid("""
+        """,
+            line=2,
+        ),
+        Invalid(
+            """
             import torch.nn.functional as F
             from torch import nn
             class Net(nn.Module):
@@ -220,7 +239,10 @@ class MissingNormalization(Rule):
                     x = F.relu(self.c4(x))
                     x = F.relu(self.c5(x))
                     return self.fc(x.flatten(1))
-        """, line=3, message="Conv2d/Linear"),
+        """,
+            line=3,
+            message="Conv2d/Linear",
+        ),
     ]
 
     _sequential_depth = 0  # how many nn.Sequential(...) calls enclose the current node
@@ -262,8 +284,14 @@ class MissingNormalization(Rule):
 
 
 ATTENTION_FUNCTIONS = frozenset(
-    {"torch.matmul", "torch.bmm", "torch.einsum", "torch.baddbmm",
-     "torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.multi_head_attention_forward"}
+    {
+        "torch.matmul",
+        "torch.bmm",
+        "torch.einsum",
+        "torch.baddbmm",
+        "torch.nn.functional.scaled_dot_product_attention",
+        "torch.nn.functional.multi_head_attention_forward",
+    }
 )
 ATTENTION_METHODS = frozenset({"matmul", "bmm", "softmax", "baddbmm"})
 
@@ -322,7 +350,11 @@ class _ForwardLayers(cst.CSTVisitor):
         elif isinstance(func, cst.Name) and func.value in self.loop_layers:
             count, item = self.loop_layers[func.value]
             self.stack.extend(item * min(count, layers.MAX_REPEAT))
-        elif isinstance(func, cst.Attribute) and attr is None and func.attr.value in tables.ACTIVATION_METHODS:
+        elif (
+            isinstance(func, cst.Attribute)
+            and attr is None
+            and func.attr.value in tables.ACTIVATION_METHODS
+        ):
             self.stack.append(layers.Layer(layers.ACTIVATION, original_node))
 
     def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:

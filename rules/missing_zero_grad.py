@@ -210,7 +210,8 @@ class MissingZeroGrad(Rule):
         """),
     ]
     # diffusers pix2pix-zero: a new leaf tensor and a new optimizer on every denoising step
-    VALID.append(Valid("""
+    VALID.append(
+        Valid("""
         import torch
         def steer(latents, timesteps, unet, loss_fn):
             for t in timesteps:
@@ -222,10 +223,12 @@ class MissingZeroGrad(Rule):
                 opt.step()
                 latents = x_in.detach()
             return latents
-    """))
+    """)
+    )
 
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             import torch
             from torch import nn
             model = nn.Linear(10, 2)
@@ -234,9 +237,13 @@ class MissingZeroGrad(Rule):
                 loss = nn.functional.cross_entropy(model(x), y)
                 loss.backward()
                 optimizer.step()
-        """, line=8, message="`optimizer.step()`"),
+        """,
+            line=8,
+            message="`optimizer.step()`",
+        ),
         # cleared once before the loop only
-        Invalid("""
+        Invalid(
+            """
             import torch.optim as optim
             opt = optim.Adam(net.parameters(), lr=1e-3)
             opt.zero_grad()
@@ -245,9 +252,12 @@ class MissingZeroGrad(Rule):
                     loss = criterion(net(images), labels)
                     loss.backward()
                     opt.step()
-        """, line=8),
+        """,
+            line=8,
+        ),
         # cleared once per epoch, stepped once per batch
-        Invalid("""
+        Invalid(
+            """
             from torch.optim import AdamW
             optimizer = AdamW(model.parameters(), lr=3e-4)
             for epoch in range(10):
@@ -255,9 +265,12 @@ class MissingZeroGrad(Rule):
                 for batch in loader:
                     model(**batch).loss.backward()
                     optimizer.step()
-        """, line=7),
+        """,
+            line=7,
+        ),
         # AMP without clearing
-        Invalid("""
+        Invalid(
+            """
             import torch
             scaler = torch.cuda.amp.GradScaler()
             optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -269,9 +282,12 @@ class MissingZeroGrad(Rule):
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 scaler.step(optimizer)
                 scaler.update()
-        """, line=10),
+        """,
+            line=10,
+        ),
         # a per-batch helper called from the epoch loop
-        Invalid("""
+        Invalid(
+            """
             import torch
             def train_step(model, batch, optimizer):
                 loss = model(batch).mean()
@@ -282,9 +298,12 @@ class MissingZeroGrad(Rule):
             for epoch in range(5):
                 for batch in loader:
                     train_step(model, batch, optimizer)
-        """, line=5),
+        """,
+            line=5,
+        ),
         # Lightning manual optimization without zero_grad
-        Invalid("""
+        Invalid(
+            """
             import lightning.pytorch as pl
             import torch
             class Model(pl.LightningModule):
@@ -298,9 +317,12 @@ class MissingZeroGrad(Rule):
                     opt.step()
                 def configure_optimizers(self):
                     return torch.optim.Adam(self.parameters(), lr=1e-3)
-        """, line=11),
+        """,
+            line=11,
+        ),
         # GAN: only the discriminator's optimizer is cleared
-        Invalid("""
+        Invalid(
+            """
             import torch
             opt_g = torch.optim.Adam(G.parameters(), lr=2e-4)
             opt_d = torch.optim.Adam(D.parameters(), lr=2e-4)
@@ -310,7 +332,10 @@ class MissingZeroGrad(Rule):
                 opt_d.step()
                 g_loss(D, G).backward()
                 opt_g.step()
-        """, line=9, message="`opt_g.step()`"),
+        """,
+            line=9,
+            message="`opt_g.step()`",
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:

@@ -243,7 +243,8 @@ class RnnWithoutClipping(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             import torch
             from torch import nn
             class Seq2Seq(nn.Module):
@@ -258,7 +259,10 @@ class RnnWithoutClipping(Rule):
                 loss = criterion(model(x), y)
                 loss.backward()
                 optimizer.step()
-        """, line=14, message="nn.LSTM", fixed="""
+        """,
+            line=14,
+            message="nn.LSTM",
+            fixed="""
             import torch
             from torch import nn
             class Seq2Seq(nn.Module):
@@ -274,9 +278,11 @@ class RnnWithoutClipping(Rule):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
                 optimizer.step()
-        """),
+        """,
+        ),
         # AMP without unscale_ + clip
-        Invalid("""
+        Invalid(
+            """
             import torch
             from torch import nn
             model = nn.GRU(16, 32).cuda()
@@ -288,9 +294,13 @@ class RnnWithoutClipping(Rule):
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-        """, line=10, message="nn.GRU"),
+        """,
+            line=10,
+            message="nn.GRU",
+        ),
         # the RNN sits in a submodule inside an nn.Sequential; `from torch.optim import Adam`
-        Invalid("""
+        Invalid(
+            """
             from torch import nn
             from torch.optim import Adam
             class Encoder(nn.Module):
@@ -307,9 +317,13 @@ class RnnWithoutClipping(Rule):
                     optimizer.step()
             model = Model()
             train(model, loader, Adam(model.parameters(), lr=1e-3))
-        """, line=14, message="nn.RNN"),
+        """,
+            line=14,
+            message="nn.RNN",
+        ),
         # optimizer's model unknown, but every model built here is recurrent
-        Invalid("""
+        Invalid(
+            """
             import torch.nn as nn
             import torch.optim as optim
             class CharRNN(nn.Module):
@@ -323,9 +337,13 @@ class RnnWithoutClipping(Rule):
                     opt.zero_grad()
                     net(x).mean().backward()
                     opt.step()
-        """, line=13, message="LSTMCell"),
+        """,
+            line=13,
+            message="LSTMCell",
+        ),
         # Lightning manual optimization, no clip_gradients and no Trainer clipping
-        Invalid("""
+        Invalid(
+            """
             import lightning.pytorch as pl
             import torch
             from torch import nn
@@ -342,9 +360,13 @@ class RnnWithoutClipping(Rule):
                 def configure_optimizers(self):
                     return torch.optim.Adam(self.parameters(), lr=1e-3)
             trainer = pl.Trainer(max_epochs=5)
-        """, line=13, message="nn.LSTM"),
+        """,
+            line=13,
+            message="nn.LSTM",
+        ),
         # clipping *before* backward clips stale gradients
-        Invalid("""
+        Invalid(
+            """
             import torch
             from torch import nn
             lm = nn.LSTM(8, 8)
@@ -353,7 +375,9 @@ class RnnWithoutClipping(Rule):
                 torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
                 lm(x)[0].sum().backward()
                 optimizer.step()
-        """, line=8),
+        """,
+            line=8,
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
@@ -388,9 +412,15 @@ class RnnWithoutClipping(Rule):
         params = self.context.module.code_for_node(built.params)
         lines = []
         receiver = step.step.func.value if isinstance(step.step.func, cst.Attribute) else None
-        if receiver is not None and step.step.args and "scaler" in self.context.module.code_for_node(receiver):
+        if (
+            receiver is not None
+            and step.step.args
+            and "scaler" in self.context.module.code_for_node(receiver)
+        ):
             optimizer = self.context.module.code_for_node(step.step.args[0].value)
-            lines.append(f"{indent}{self.context.module.code_for_node(receiver)}.unscale_({optimizer})\n")
+            lines.append(
+                f"{indent}{self.context.module.code_for_node(receiver)}.unscale_({optimizer})\n"
+            )
         lines.append(f"{indent}{clip}({params}, max_norm=1.0)\n")
         edit = Edit(where.start.line, 1, where.start.line, 1, "".join(lines))
         return Fix("clip the gradient norm to 1.0 before the optimizer step", (edit,))

@@ -122,23 +122,29 @@ class SigmoidBeforeBceLoss(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             import torch
             from torch import nn
             criterion = nn.BCELoss()
             def train_step(model, x, targets):
                 logits = model(x)
                 return criterion(torch.sigmoid(logits), targets)
-        """, line=6, message="`BCELoss` is applied to sigmoid outputs", fixed="""
+        """,
+            line=6,
+            message="`BCELoss` is applied to sigmoid outputs",
+            fixed="""
             import torch
             from torch import nn
             criterion = nn.BCEWithLogitsLoss()
             def train_step(model, x, targets):
                 logits = model(x)
                 return criterion(logits, targets)
-        """),
+        """,
+        ),
         # the DCGAN tutorial: the discriminator ends in nn.Sigmoid
-        Invalid("""
+        Invalid(
+            """
             import torch.nn as nn
             netD = nn.Sequential(
                 nn.Conv2d(3, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
@@ -149,8 +155,12 @@ class SigmoidBeforeBceLoss(Rule):
                 output = netD(real).view(-1)
                 errD_real = criterion(output, label)
                 return errD_real
-        """, line=9, message="nn.Sequential"),
-        Invalid("""
+        """,
+            line=9,
+            message="nn.Sequential",
+        ),
+        Invalid(
+            """
             import torch
             import torch.nn as nn
             class Discriminator(nn.Module):
@@ -165,24 +175,35 @@ class SigmoidBeforeBceLoss(Rule):
             bce = nn.BCELoss()
             for real, _ in loader:
                 d_loss = bce(D(real), torch.ones(real.size(0), 1))
-        """, line=14, message="the output of `Discriminator`"),
-        Invalid("""
+        """,
+            line=14,
+            message="the output of `Discriminator`",
+        ),
+        Invalid(
+            """
             import torch.nn.functional as F
             def step(logits, y):
                 return F.binary_cross_entropy(logits.sigmoid().squeeze(1), y.float())
-        """, line=3),
-        Invalid("""
+        """,
+            line=3,
+        ),
+        Invalid(
+            """
             import torch
             import torch.nn.functional as F
             def step(logits, y):
                 return F.binary_cross_entropy(torch.sigmoid(logits), y, reduction="sum")
-        """, line=4, fixed="""
+        """,
+            line=4,
+            fixed="""
             import torch
             import torch.nn.functional as F
             def step(logits, y):
                 return F.binary_cross_entropy_with_logits(logits, y, reduction="sum")
-        """),
-        Invalid("""
+        """,
+        ),
+        Invalid(
+            """
             from torch.nn import BCELoss, Linear, Module, Sigmoid
             class Model(Module):
                 def __init__(self):
@@ -193,7 +214,9 @@ class SigmoidBeforeBceLoss(Rule):
                 def training_step(self, x, y):
                     probs = self.sigmoid(self.linear(x))
                     return self.loss(probs, y)
-        """, line=10),
+        """,
+            line=10,
+        ),
     ]
 
     def leave_Module(self, original_node: cst.Module) -> None:
@@ -237,7 +260,11 @@ class SigmoidBeforeBceLoss(Rule):
         for node in find(self.context.module, cst.Assign):
             targets = [dotted_name(t.target) for t in node.targets]
             value = node.value
-            if targets == [name] and isinstance(value, cst.Call) and self.index.call_name(value) == BCE_MODULE:
+            if (
+                targets == [name]
+                and isinstance(value, cst.Call)
+                and self.index.call_name(value) == BCE_MODULE
+            ):
                 func = value.func
                 return func.attr if isinstance(func, cst.Attribute) else func
         return None
@@ -251,7 +278,11 @@ def _sigmoid_argument(index: TorchIndex, node: cst.BaseExpression) -> cst.BaseEx
     """`z` for `torch.sigmoid(z)`, `F.sigmoid(z)` or `z.sigmoid()`; None otherwise."""
     if not isinstance(node, cst.Call):
         return None
-    if index.call_name(node) in ("torch.sigmoid", "torch.nn.functional.sigmoid", "torch.special.expit"):
+    if index.call_name(node) in (
+        "torch.sigmoid",
+        "torch.nn.functional.sigmoid",
+        "torch.special.expit",
+    ):
         return node.args[0].value if len(node.args) == 1 and not node.args[0].keyword else None
     func = node.func
     if isinstance(func, cst.Attribute) and func.attr.value == "sigmoid" and not node.args:

@@ -171,7 +171,8 @@ class SoftmaxBeforeCrossEntropy(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             import torch.nn.functional as F
             from torch import nn
             criterion = nn.CrossEntropyLoss()
@@ -180,8 +181,12 @@ class SoftmaxBeforeCrossEntropy(Rule):
                 loss = criterion(F.softmax(logits, dim=1), y)
                 loss.backward()
                 optimizer.step()
-        """, line=6, message="`CrossEntropyLoss` is applied to softmax probabilities"),
-        Invalid("""
+        """,
+            line=6,
+            message="`CrossEntropyLoss` is applied to softmax probabilities",
+        ),
+        Invalid(
+            """
             import torch.nn as nn
             import torch.nn.functional as F
             class Net(nn.Module):
@@ -196,23 +201,34 @@ class SoftmaxBeforeCrossEntropy(Rule):
             for images, labels in train_loader:
                 outputs = model(images)
                 loss = criterion(outputs, labels)
-        """, line=14, message="the output of `Net`, which ends in softmax (line 9)"),
-        Invalid("""
+        """,
+            line=14,
+            message="the output of `Net`, which ends in softmax (line 9)",
+        ),
+        Invalid(
+            """
             import torch
             from torch.nn import CrossEntropyLoss, Linear, ReLU, Sequential, Softmax
             model = Sequential(Linear(20, 64), ReLU(), Linear(64, 3), Softmax(dim=1))
             loss_fn = CrossEntropyLoss()
             def train(x, y):
                 return loss_fn(model(x), y)
-        """, line=6, message="nn.Sequential"),
-        Invalid("""
+        """,
+            line=6,
+            message="nn.Sequential",
+        ),
+        Invalid(
+            """
             import torch
             import torch.nn.functional as F
             def loss_step(logits, target):
                 probs = torch.softmax(logits, -1)
                 return F.cross_entropy(probs, target)
-        """, line=5),
-        Invalid("""
+        """,
+            line=5,
+        ),
+        Invalid(
+            """
             import pytorch_lightning as pl
             import torch
             import torch.nn.functional as F
@@ -227,8 +243,11 @@ class SoftmaxBeforeCrossEntropy(Rule):
                     x, y = batch
                     logits = self(x)
                     return F.cross_entropy(logits, y)
-        """, line=14),
-        Invalid("""
+        """,
+            line=14,
+        ),
+        Invalid(
+            """
             import torch.nn as nn
             class Model(nn.Module):
                 def __init__(self):
@@ -239,16 +258,24 @@ class SoftmaxBeforeCrossEntropy(Rule):
                 def forward(self, x, y):
                     out = self.softmax(self.fc(x))
                     return self.criterion(out, y)
-        """, line=10, message="`NLLLoss` is applied to softmax probabilities"),
-        Invalid("""
+        """,
+            line=10,
+            message="`NLLLoss` is applied to softmax probabilities",
+        ),
+        Invalid(
+            """
             import torch
             import torch.nn.functional as F
             def nll(logits, target):
                 log_probs = torch.log(F.softmax(logits, dim=-1))
                 return F.nll_loss(log_probs, target)
-        """, line=4, message="`torch.log` is applied to softmax probabilities"),
+        """,
+            line=4,
+            message="`torch.log` is applied to softmax probabilities",
+        ),
         # transfer learning: the replaced torchvision head ends in softmax
-        Invalid("""
+        Invalid(
+            """
             import torch
             from torch import nn
             from torchvision import models
@@ -261,14 +288,21 @@ class SoftmaxBeforeCrossEntropy(Rule):
                     with torch.autocast("cuda"):
                         outputs = model(inputs)
                     loss = criterion(outputs, labels)
-        """, line=12, message="the output of `model.fc`, which ends in softmax (line 6)"),
-        Invalid("""
+        """,
+            line=12,
+            message="the output of `model.fc`, which ends in softmax (line 6)",
+        ),
+        Invalid(
+            """
             from torch import nn
             net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
             criterion = nn.NLLLoss()
             def step(x, y):
                 return criterion(net(x), y)
-        """, line=5, message="raw logits"),
+        """,
+            line=5,
+            message="raw logits",
+        ),
     ]
 
     def leave_Module(self, original_node: cst.Module) -> None:
@@ -279,7 +313,9 @@ class SoftmaxBeforeCrossEntropy(Rule):
                 continue  # where the input comes from is not visible
             if output.kind == losses.IMPORTED and output.model is not None:
                 if use.family in (losses.CROSS_ENTROPY, losses.NLL):
-                    self.defer(use.call, output.model, loss=use.loss, family=use.family, severity="warning")
+                    self.defer(
+                        use.call, output.model, loss=use.loss, family=use.family, severity="warning"
+                    )
                 continue  # the project phase knows what that class returns
             if use.family == losses.CROSS_ENTROPY and output.kind == losses.SOFTMAX:
                 self._report(use.call, use.loss, output, WHY_CROSS_ENTROPY)
@@ -303,7 +339,11 @@ class SoftmaxBeforeCrossEntropy(Rule):
         return cls.MESSAGE.format(loss=loss, source=source, why=why)
 
     def _report(
-        self, call: cst.Call, loss: str, output: losses.Output, why: str,
+        self,
+        call: cst.Call,
+        loss: str,
+        output: losses.Output,
+        why: str,
         severity: Severity = Severity.ERROR,
     ) -> None:
         what = WHAT.get(output.kind, output.kind)

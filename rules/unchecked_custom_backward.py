@@ -143,7 +143,8 @@ class UncheckedCustomBackward(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             import torch
             class Square(torch.autograd.Function):
                 @staticmethod
@@ -154,9 +155,13 @@ class UncheckedCustomBackward(Rule):
                 def backward(ctx, grad_output):
                     (x,) = ctx.saved_tensors
                     return 2 * x * grad_output
-        """, line=2, message="gradlint gradcheck snippet.py:Square"),
+        """,
+            line=2,
+            message="gradlint gradcheck snippet.py:Square",
+        ),
         # gradient reversal: hand-written, even if simple
-        Invalid("""
+        Invalid(
+            """
             from torch.autograd import Function
             class GradReverse(Function):
                 @staticmethod
@@ -166,9 +171,12 @@ class UncheckedCustomBackward(Rule):
                 @staticmethod
                 def backward(ctx, grad_output):
                     return grad_output.neg() * ctx.alpha, None
-        """, line=2),
+        """,
+            line=2,
+        ),
         # gradcheck of another function does not cover this one
-        Invalid("""
+        Invalid(
+            """
             import torch
             import torch.autograd as autograd
             class Clamp(autograd.Function):
@@ -182,8 +190,11 @@ class UncheckedCustomBackward(Rule):
                     return g * ((x > 0) & (x < 1))
             x = torch.randn(3, dtype=torch.double, requires_grad=True)
             autograd.gradcheck(torch.sigmoid, (x,))
-        """, line=3),
-        Invalid("""
+        """,
+            line=3,
+        ),
+        Invalid(
+            """
             from torch.autograd.function import Function
             class Base(Function):
                 pass
@@ -197,7 +208,9 @@ class UncheckedCustomBackward(Rule):
                 def backward(ctx, g):
                     x, out = ctx.saved_tensors
                     return g * (x - out).exp()
-        """, line=4),
+        """,
+            line=4,
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
@@ -215,15 +228,22 @@ class UncheckedCustomBackward(Rule):
         for target in node.targets:
             if isinstance(target.target, cst.Name):
                 self._aliases.setdefault(target.target.value, set()).update(
-                    graph.mentioned_names(node.value))
+                    graph.mentioned_names(node.value)
+                )
 
     def leave_Module(self, original_node: cst.Module) -> None:
         if graph.is_test_path(self.context.path):
             return  # tests exercise the backward in their own way
         checked = self._expand(self._checked)
         for name, node in graph.autograd_functions(self.index).items():
-            backward = next((s for s in node.body.body if isinstance(s, cst.FunctionDef)
-                             and s.name.value == "backward"), None)
+            backward = next(
+                (
+                    s
+                    for s in node.body.body
+                    if isinstance(s, cst.FunctionDef) and s.name.value == "backward"
+                ),
+                None,
+            )
             if backward is None or graph.is_pass_through_backward(backward):
                 continue  # autograd derives it, or there is nothing hand-derived to check
             if name in checked:

@@ -132,21 +132,30 @@ class UnregisteredSubmodule(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             from torch import nn
             class Net(nn.Module):
                 def __init__(self):
                     super().__init__()
                     self.blocks = [nn.Linear(8, 8) for _ in range(3)]
-        """, line=5, message="plain list"),
-        Invalid("""
+        """,
+            line=5,
+            message="plain list",
+        ),
+        Invalid(
+            """
             import torch.nn as nn
             class MultiHead(nn.Module):
                 def __init__(self, tasks):
                     super().__init__()
                     self.heads = {"cls": nn.Linear(256, 10), "box": nn.Linear(256, 4)}
-        """, line=5, message="plain dict"),
-        Invalid("""
+        """,
+            line=5,
+            message="plain dict",
+        ),
+        Invalid(
+            """
             from torch import nn
             class Block(nn.Module):
                 def __init__(self, dim):
@@ -158,16 +167,23 @@ class UnregisteredSubmodule(Rule):
                     self.layers = []
                     for _ in range(depth):
                         self.layers.append(Block(64))
-        """, line=9),
-        Invalid("""
+        """,
+            line=9,
+        ),
+        Invalid(
+            """
             import torch
             from torch import nn
             class Mixture(nn.Module):
                 def __init__(self, k):
                     super().__init__()
                     self.means = [nn.Parameter(torch.randn(16)) for _ in range(k)]
-        """, line=6, message="parameters"),
-        Invalid("""
+        """,
+            line=6,
+            message="parameters",
+        ),
+        Invalid(
+            """
             from torch import nn
             from .blocks import ResBlock
             class UNet(nn.Module):
@@ -177,17 +193,24 @@ class UnregisteredSubmodule(Rule):
                     for ch in (64, 128, 256):
                         downs.append(ResBlock(ch))
                     self.downs = downs
-        """, line=9),
-        Invalid("""
+        """,
+            line=9,
+        ),
+        Invalid(
+            """
             from torch import nn
             from torchvision.ops import Conv2dNormActivation
             class Stem(nn.Module):
                 def __init__(self):
                     super().__init__()
                     self.pair = (Conv2dNormActivation(3, 8), nn.Conv2d(8, 3, 3))
-        """, line=6, message="plain tuple"),
+        """,
+            line=6,
+            message="plain tuple",
+        ),
         # transformers' Mask2Former pixel decoder (the projection is appended conditionally)
-        Invalid("""
+        Invalid(
+            """
             from torch import nn
             class MaskedAttentionDecoder(nn.Module):
                 def __init__(self, in_features, config):
@@ -200,7 +223,9 @@ class UnregisteredSubmodule(Rule):
                         else:
                             self.input_projections.append(nn.Sequential())
                     self.level_embed = nn.Embedding(3, config.hidden_dim)
-        """, line=5),
+        """,
+            line=5,
+        ),
     ]
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
@@ -219,12 +244,19 @@ class UnregisteredSubmodule(Rule):
         for attr, held in built.on_self.items():
             if f"self.{attr}" in registered or held.alias in registered:
                 continue  # wrapped in a container or registered with add_module later
-            what = {graph.layer_kind(self.index, built.resolve(item)) for item in held.items
-                    if not (isinstance(item, cst.Name) and item.value in registered)}
+            what = {
+                graph.layer_kind(self.index, built.resolve(item))
+                for item in held.items
+                if not (isinstance(item, cst.Name) and item.value in registered)
+            }
             what.discard(None)
             if what:
-                self.report(held.node, attr=attr, kind=held.kind,
-                            what="parameters" if what == {"parameters"} else "layers")
+                self.report(
+                    held.node,
+                    attr=attr,
+                    kind=held.kind,
+                    what="parameters" if what == {"parameters"} else "layers",
+                )
 
 
 @dataclass
@@ -257,8 +289,9 @@ class _Containers:
         elif isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
             self._grow(small.value)
 
-    def _assign(self, node: cst.CSTNode, target: cst.BaseExpression,
-                value: cst.BaseExpression) -> None:
+    def _assign(
+        self, node: cst.CSTNode, target: cst.BaseExpression, value: cst.BaseExpression
+    ) -> None:
         if isinstance(target, cst.Subscript):
             held = self._held(target.value)  # `self.heads[name] = nn.Linear(...)`
             if held is not None:

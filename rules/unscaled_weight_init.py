@@ -165,7 +165,8 @@ class UnscaledWeightInit(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             from torch import nn
             def init_weights(m):
                 if isinstance(m, nn.Linear):
@@ -173,8 +174,12 @@ class UnscaledWeightInit(Rule):
                     nn.init.zeros_(m.bias)
             model = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
             model.apply(init_weights)
-        """, line=4, message="N(0, 1)"),
-        Invalid("""
+        """,
+            line=4,
+            message="N(0, 1)",
+        ),
+        Invalid(
+            """
             import torch.nn as nn
             class Net(nn.Module):
                 def __init__(self):
@@ -182,8 +187,12 @@ class UnscaledWeightInit(Rule):
                     self.fc1 = nn.Linear(784, 256)
                     self.fc2 = nn.Linear(256, 10)
                     nn.init.uniform_(self.fc1.weight, -1, 1)
-        """, line=7, message="U(-1, 1)"),
-        Invalid("""
+        """,
+            line=7,
+            message="U(-1, 1)",
+        ),
+        Invalid(
+            """
             from torch import nn
             from torch.nn.init import uniform_
             class Net(nn.Module):
@@ -191,16 +200,23 @@ class UnscaledWeightInit(Rule):
                     super().__init__()
                     self.conv = nn.Conv2d(64, 64, 3)
                     uniform_(self.conv.weight)
-        """, line=7, message="U(0, 1)"),
-        Invalid("""
+        """,
+            line=7,
+            message="U(0, 1)",
+        ),
+        Invalid(
+            """
             from torch import nn
             class Model(nn.Module):
                 def init_weights(self):
                     for m in self.modules():
                         if isinstance(m, (nn.Linear, nn.Conv2d)):
                             m.weight.data.normal_()
-        """, line=6),
-        Invalid("""
+        """,
+            line=6,
+        ),
+        Invalid(
+            """
             import torch
             from torch import nn
             class RNN(nn.Module):
@@ -209,8 +225,11 @@ class UnscaledWeightInit(Rule):
                     self.rnn = nn.RNN(128, 128)
                     with torch.no_grad():
                         self.rnn.weight_hh_l0.normal_(0, 1)
-        """, line=8),
-        Invalid("""
+        """,
+            line=8,
+        ),
+        Invalid(
+            """
             import torch
             import torch.nn.functional as F
             from torch import nn
@@ -221,23 +240,34 @@ class UnscaledWeightInit(Rule):
                     self.bias = nn.Parameter(torch.zeros(n_out))
                 def forward(self, x):
                     return F.linear(x, self.weight, self.bias)
-        """, line=7),
-        Invalid("""
+        """,
+            line=7,
+        ),
+        Invalid(
+            """
             from torch import nn
             def init(m):
                 if isinstance(m, nn.Linear):
                     nn.init.normal_(m.weight, std=0.5)
-        """, line=4, message="N(0, 0.5)"),
+        """,
+            line=4,
+            message="N(0, 0.5)",
+        ),
         # the tutorial idiom `type(m) == nn.Linear`
-        Invalid("""
+        Invalid(
+            """
             import torch.nn as nn
             def init_uniform(m):
                 if type(m) == nn.Linear:
                     m.weight.data.uniform_(-1, 1)
                     m.bias.data.fill_(0)
-        """, line=4, message="U(-1, 1)"),
+        """,
+            line=4,
+            message="U(-1, 1)",
+        ),
         # a graph-convolution layer of its own
-        Invalid("""
+        Invalid(
+            """
             import torch
             from torch import nn
             from torch.nn import Parameter
@@ -248,7 +278,9 @@ class UnscaledWeightInit(Rule):
                     nn.init.normal_(self.W)
                 def forward(self, x, adj):
                     return torch.spmm(adj, torch.mm(x, self.W))
-        """, line=8),
+        """,
+            line=8,
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:

@@ -9,9 +9,7 @@ from gradlint.semantics.nodes import findall
 from gradlint.semantics.training_extra import is_sequence_length_name, numeric_literal
 
 VANILLA_RNNS = frozenset({"torch.nn.RNN", "torch.nn.RNNCell"})
-GATED_RNNS = frozenset(
-    {"torch.nn.LSTM", "torch.nn.GRU", "torch.nn.LSTMCell", "torch.nn.GRUCell"}
-)
+GATED_RNNS = frozenset({"torch.nn.LSTM", "torch.nn.GRU", "torch.nn.LSTMCell", "torch.nn.GRUCell"})
 ALL_RNNS = VANILLA_RNNS | GATED_RNNS
 
 
@@ -137,7 +135,8 @@ class VanillaRnn(Rule):
         """),
     ]
     INVALID = [
-        Invalid("""
+        Invalid(
+            """
             from torch import nn
             class CharModel(nn.Module):
                 def __init__(self, vocab, hidden):
@@ -145,18 +144,25 @@ class VanillaRnn(Rule):
                     self.embed = nn.Embedding(vocab, hidden)
                     self.rnn = nn.RNN(hidden, hidden, num_layers=2, batch_first=True)
                     self.head = nn.Linear(hidden, vocab)
-        """, line=6, message="`nn.RNN`"),
+        """,
+            line=6,
+            message="`nn.RNN`",
+        ),
         # a long window
-        Invalid("""
+        Invalid(
+            """
             import torch.nn as nn
             SEQ_LEN = 200
             class Forecaster(nn.Module):
                 def __init__(self):
                     super().__init__()
                     self.rnn = nn.RNN(1, 32, batch_first=True)
-        """, line=6),
+        """,
+            line=6,
+        ),
         # a cell unrolled over an unknown number of steps
-        Invalid("""
+        Invalid(
+            """
             import torch
             from torch.nn import RNNCell
             class Decoder(torch.nn.Module):
@@ -167,14 +173,20 @@ class VanillaRnn(Rule):
                     for x in xs:
                         h = self.cell(x, h)
                     return h
-        """, line=6, message="nn.RNNCell"),
+        """,
+            line=6,
+            message="nn.RNNCell",
+        ),
         # built outside a class, one short and one long length: the longest decides
-        Invalid("""
+        Invalid(
+            """
             import torch
             max_len = 512
             window = 16
             rnn = torch.nn.RNN(input_size=8, hidden_size=8)
-        """, line=4),
+        """,
+            line=4,
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:

@@ -29,8 +29,12 @@ def render(results: Sequence[FileResult], rules: Sequence[type[Rule]]) -> str:
             fields = [f"file={_escape_property(f.path)}"]
             message = f.message
             if f.cell is None:
-                fields += [f"line={f.line}", f"col={f.column}", f"endLine={f.end_line}",
-                           f"endColumn={f.end_column}"]
+                fields += [
+                    f"line={f.line}",
+                    f"col={f.column}",
+                    f"endLine={f.end_line}",
+                    f"endColumn={f.end_column}",
+                ]
             else:
                 message = f"cell {f.cell}, line {f.line}: {message}"
             fields.append(f"title={_escape_property(f'{f.code} {f.name}')}")

@@ -31,13 +31,15 @@ def render(results: Sequence[FileResult], rules: Sequence[type[Rule]]) -> str:
             seen[base] += 1
             digest = hashlib.sha256(f"{base}\0{seen[base]}".encode("utf-8", "surrogateescape"))
             where = f"cell {f.cell}, line {f.line}: " if f.cell is not None else ""
-            issues.append({
-                "type": "issue",
-                "description": f"{f.code} {where}{' '.join(f.message.split())}",
-                "check_name": f"{f.code} {f.name}",
-                "fingerprint": digest.hexdigest(),
-                "severity": _SEVERITY[f.severity],
-                "categories": ["Bug Risk"],
-                "location": {"path": f.path, "lines": {"begin": f.line, "end": f.end_line}},
-            })
+            issues.append(
+                {
+                    "type": "issue",
+                    "description": f"{f.code} {where}{' '.join(f.message.split())}",
+                    "check_name": f"{f.code} {f.name}",
+                    "fingerprint": digest.hexdigest(),
+                    "severity": _SEVERITY[f.severity],
+                    "categories": ["Bug Risk"],
+                    "location": {"path": f.path, "lines": {"begin": f.line, "end": f.end_line}},
+                }
+            )
     return json.dumps(issues, indent=2) + "\n"

@@ -19,28 +19,57 @@ class RuntimeCode:
 
 
 CODES = {
-    c.code: c for c in (
-        RuntimeCode("GL201", "vanishing-gradient", Severity.WARNING,
-                    "Use ReLU-family activations with Kaiming init, add normalization "
-                    "(BatchNorm/LayerNorm) or residual connections"),
-        RuntimeCode("GL202", "exploding-gradient", Severity.WARNING,
-                    "Scale the init down (Kaiming/Xavier), add normalization, clip gradients "
-                    "with clip_grad_norm_, or lower the learning rate"),
-        RuntimeCode("GL203", "dead-relu", Severity.WARNING,
-                    "Check for large negative biases or too-large updates; LeakyReLU, ELU or "
-                    "GELU keep a slope for negative inputs"),
-        RuntimeCode("GL204", "saturated-activation", Severity.WARNING,
-                    "Normalize pre-activations, use a smaller init, or switch hidden "
-                    "activations to the ReLU family"),
-        RuntimeCode("GL205", "non-finite", Severity.ERROR,
-                    "Look at the named module: log/division of zero, overflow in exp or half "
-                    "precision, or weights too large"),
-        RuntimeCode("GL206", "disconnected-parameter", Severity.WARNING,
-                    "Remove .detach()/.data/torch.no_grad() from the training path, or freeze "
-                    "the parameter on purpose with requires_grad_(False)"),
-        RuntimeCode("GL207", "symmetric-neurons", Severity.ERROR,
-                    "Initialize weights randomly (nn.init.kaiming_normal_, xavier_uniform_); "
-                    "constant init is fine only for biases and normalization layers"),
+    c.code: c
+    for c in (
+        RuntimeCode(
+            "GL201",
+            "vanishing-gradient",
+            Severity.WARNING,
+            "Use ReLU-family activations with Kaiming init, add normalization "
+            "(BatchNorm/LayerNorm) or residual connections",
+        ),
+        RuntimeCode(
+            "GL202",
+            "exploding-gradient",
+            Severity.WARNING,
+            "Scale the init down (Kaiming/Xavier), add normalization, clip gradients "
+            "with clip_grad_norm_, or lower the learning rate",
+        ),
+        RuntimeCode(
+            "GL203",
+            "dead-relu",
+            Severity.WARNING,
+            "Check for large negative biases or too-large updates; LeakyReLU, ELU or "
+            "GELU keep a slope for negative inputs",
+        ),
+        RuntimeCode(
+            "GL204",
+            "saturated-activation",
+            Severity.WARNING,
+            "Normalize pre-activations, use a smaller init, or switch hidden "
+            "activations to the ReLU family",
+        ),
+        RuntimeCode(
+            "GL205",
+            "non-finite",
+            Severity.ERROR,
+            "Look at the named module: log/division of zero, overflow in exp or half "
+            "precision, or weights too large",
+        ),
+        RuntimeCode(
+            "GL206",
+            "disconnected-parameter",
+            Severity.WARNING,
+            "Remove .detach()/.data/torch.no_grad() from the training path, or freeze "
+            "the parameter on purpose with requires_grad_(False)",
+        ),
+        RuntimeCode(
+            "GL207",
+            "symmetric-neurons",
+            Severity.ERROR,
+            "Initialize weights randomly (nn.init.kaiming_normal_, xavier_uniform_); "
+            "constant init is fine only for biases and normalization layers",
+        ),
     )
 }
 
@@ -61,8 +90,7 @@ def analyze(report: ProbeReport, thresholds: Thresholds) -> list[Finding]:
     return [finding for finding, _ in analyze_with_evidence(report, thresholds)]
 
 
-def analyze_with_evidence(report: ProbeReport, thresholds: Thresholds
-                          ) -> list[tuple[Finding, str]]:
+def analyze_with_evidence(report: ProbeReport, thresholds: Thresholds) -> list[tuple[Finding, str]]:
     """Findings paired with a short evidence text (the key measured number)."""
     loc = report.location
     found: list[tuple[str, str, str]] = []  # (code, message, evidence)
@@ -86,30 +114,49 @@ def analyze_with_evidence(report: ProbeReport, thresholds: Thresholds
         if disconnected:
             text, severities["GL206"] = disconnected
             found.append(("GL206", text, text.split(": they")[0].split(" (a zero")[0]))
-    dead = _activations(step0, "dead_fraction", thresholds.dead_fraction,
-                        "{pct} of units output 0 for the whole batch",
-                        (report.batch_size or 0) >= thresholds.min_dead_batch)
+    dead = _activations(
+        step0,
+        "dead_fraction",
+        thresholds.dead_fraction,
+        "{pct} of units output 0 for the whole batch",
+        (report.batch_size or 0) >= thresholds.min_dead_batch,
+    )
     if dead:
         found.append(("GL203", dead, dead.split("; ")[0]))
-    saturated = _activations(step0, "saturated_fraction", thresholds.saturation_fraction,
-                             "{pct} of outputs sit in the flat tails", True)
+    saturated = _activations(
+        step0,
+        "saturated_fraction",
+        thresholds.saturation_fraction,
+        "{pct} of outputs sit in the flat tails",
+        True,
+    )
     if saturated:
         found.append(("GL204", saturated, saturated.split("; ")[0]))
     result = []
     for code, message, evidence in sorted(found):
         info = CODES[code]
-        finding = Finding(path=loc.path, line=loc.line, column=1, end_line=loc.line,
-                          end_column=max(loc.end_column, 2), code=code, name=info.name,
-                          severity=severities.get(code, info.severity), message=message,
-                          hint=info.hint)
+        finding = Finding(
+            path=loc.path,
+            line=loc.line,
+            column=1,
+            end_line=loc.line,
+            end_column=max(loc.end_column, 2),
+            code=code,
+            name=info.name,
+            severity=severities.get(code, info.severity),
+            message=message,
+            hint=info.hint,
+        )
         result.append((finding, evidence))
     return result
 
 
 def _ratio_evidence(r: Ratios, low: bool) -> str:
-    named = (("first/last weight-gradient ratio", r.weight_grad),
-             ("back-propagated signal ratio", r.act_grad),
-             ("forward std ratio", r.forward))
+    named = (
+        ("first/last weight-gradient ratio", r.weight_grad),
+        ("back-propagated signal ratio", r.act_grad),
+        ("forward std ratio", r.forward),
+    )
     kept = [(n, v) for n, v in named if v is not None]
     name, value = (min if low else max)(kept, key=lambda nv: nv[1])
     return f"{name} {value:.2g}"
@@ -128,8 +175,9 @@ def layer_ratios(step: StepReport) -> Ratios:
     weight, first, last = ratio([(m.label, m.grad_rms) for m in layers])
     act, a_first, a_last = ratio([(m.label, m.act_grad_rms) for m in layers])
     fwd, _, _ = ratio([(m.label, m.out_std) for m in layers])
-    return Ratios(first or a_first or None, last or a_last or None, weight, act,
-                  1 / fwd if fwd else None)
+    return Ratios(
+        first or a_first or None, last or a_last or None, weight, act, 1 / fwd if fwd else None
+    )
 
 
 def layer_flags(step: StepReport, thresholds: Thresholds) -> dict[str, str]:
@@ -155,43 +203,62 @@ def fmt(value: float | None) -> str:
 
 
 def _signal_text(r: Ratios) -> str:
-    return (f"first/last weight-gradient ratio {fmt(r.weight_grad)}, back-propagated signal "
-            f"ratio {fmt(r.act_grad)}, forward signal ratio (last/first std) {fmt(r.forward)}")
+    return (
+        f"first/last weight-gradient ratio {fmt(r.weight_grad)}, back-propagated signal "
+        f"ratio {fmt(r.act_grad)}, forward signal ratio (last/first std) {fmt(r.forward)}"
+    )
 
 
 def _vanishing(r: Ratios, t: Thresholds) -> str | None:
     low = [v for v in (r.weight_grad, r.act_grad, r.forward) if v is not None]
     if not low or min(low) >= t.vanishing_ratio:
         return None
-    return (f"gradient vanishes between `{r.last}` and `{r.first}`: {_signal_text(r)} "
-            f"(threshold {t.vanishing_ratio:g})")
+    return (
+        f"gradient vanishes between `{r.last}` and `{r.first}`: {_signal_text(r)} "
+        f"(threshold {t.vanishing_ratio:g})"
+    )
 
 
 def _exploding(report: ProbeReport, r: Ratios, t: Thresholds) -> str | None:
     parts = []
     high = [v for v in (r.weight_grad, r.act_grad, r.forward) if v is not None]
     if high and max(high) > t.exploding_ratio:
-        parts.append(f"gradient grows toward the input between `{r.last}` and `{r.first}`: "
-                     f"{_signal_text(r)} (threshold {t.exploding_ratio:g})")
-    worst = max(((m.update_ratio, m.label) for m in report.steps[0].layers
-                 if m.update_ratio is not None), default=None)
+        parts.append(
+            f"gradient grows toward the input between `{r.last}` and `{r.first}`: "
+            f"{_signal_text(r)} (threshold {t.exploding_ratio:g})"
+        )
+    worst = max(
+        ((m.update_ratio, m.label) for m in report.steps[0].layers if m.update_ratio is not None),
+        default=None,
+    )
     if worst and worst[0] > t.update_ratio:
-        parts.append(f"`{worst[1]}` has |grad|/|weight| = {worst[0]:.2g} "
-                     f"(threshold {t.update_ratio:g})")
+        parts.append(
+            f"`{worst[1]}` has |grad|/|weight| = {worst[0]:.2g} (threshold {t.update_ratio:g})"
+        )
     norms = [(s.step, s.grad_norm, s.loss) for s in report.steps]
     first = norms[0][1]
     if len(norms) > 1 and first > 0 and math.isfinite(first):
-        broken = next((n for n in norms[1:] if not math.isfinite(n[1])
-                       or (n[2] is not None and not math.isfinite(n[2]))), None)
+        broken = next(
+            (
+                n
+                for n in norms[1:]
+                if not math.isfinite(n[1]) or (n[2] is not None and not math.isfinite(n[2]))
+            ),
+            None,
+        )
         finite = [n for n in norms[1:] if math.isfinite(n[1])]
         peak = max(finite, key=lambda n: n[1], default=None)
         if peak is not None and peak[1] / first > t.step_growth:
-            parts.append(f"global gradient norm grew {peak[1] / first:.2g}x over {peak[0]} "
-                         f"optimizer steps ({first:.2g} -> {peak[1]:.2g}, threshold "
-                         f"{t.step_growth:g})")
+            parts.append(
+                f"global gradient norm grew {peak[1] / first:.2g}x over {peak[0]} "
+                f"optimizer steps ({first:.2g} -> {peak[1]:.2g}, threshold "
+                f"{t.step_growth:g})"
+            )
         elif broken is not None:
-            parts.append(f"global gradient norm went from {first:.2g} to NaN/Inf within "
-                         f"{broken[0]} optimizer steps")
+            parts.append(
+                f"global gradient norm went from {first:.2g} to NaN/Inf within "
+                f"{broken[0]} optimizer steps"
+            )
     return "; ".join(parts) or None
 
 
@@ -210,17 +277,21 @@ def _nonfinite_in(step: StepReport) -> str | None:
     if fwd:
         before = [m for m in step.modules if m.order < fwd.order and m.kind == "layer"]
         after = f" (the last layer with a finite output is `{before[-1].label}`)" if before else ""
-        return (f"`{fwd.label}` ({fwd.type}) outputs NaN/Inf in the forward pass "
-                f"{when}{after}")
+        return f"`{fwd.label}` ({fwd.type}) outputs NaN/Inf in the forward pass {when}{after}"
     if step.loss is not None and not math.isfinite(step.loss):
         return f"the loss is {step.loss} {when}"
-    bwd = sorted((m for m in step.modules if m.nonfinite_backward),
-                 key=lambda m: m.backward_order if m.backward_order is not None else 0)
+    bwd = sorted(
+        (m for m in step.modules if m.nonfinite_backward),
+        key=lambda m: m.backward_order if m.backward_order is not None else 0,
+    )
     if bwd:
-        return (f"the gradient w.r.t. the output of `{bwd[0].label}` ({bwd[0].type}) "
-                f"contains NaN/Inf {when}")
-    grads = [f"{m.label}.{p.name}".lstrip(".") for m in step.layers for p in m.params
-             if p.nonfinite]
+        return (
+            f"the gradient w.r.t. the output of `{bwd[0].label}` ({bwd[0].type}) "
+            f"contains NaN/Inf {when}"
+        )
+    grads = [
+        f"{m.label}.{p.name}".lstrip(".") for m in step.layers for p in m.params if p.nonfinite
+    ]
     if grads:
         return f"gradient of `{grads[0]}` contains NaN/Inf {when}"
     return None
@@ -238,8 +309,12 @@ def _symmetric(step: StepReport) -> tuple[str, set[str], str] | None:
         else:
             texts.append(f"{p.duplicate_units} of {p.units} units of `{name}` duplicate another")
     more = f" and {len(hits) - 4} more" if len(hits) > 4 else ""
-    return (f"{'; '.join(texts)}{more}: equal weights receive equal gradients, so the symmetry "
-            f"is never broken", {m.name for m, _ in hits}, texts[0])
+    return (
+        f"{'; '.join(texts)}{more}: equal weights receive equal gradients, so the symmetry "
+        f"is never broken",
+        {m.name for m, _ in hits},
+        texts[0],
+    )
 
 
 def _disconnected(report: ProbeReport, skip: set[str]) -> tuple[str, Severity] | None:
@@ -256,9 +331,12 @@ def _disconnected(report: ProbeReport, skip: set[str]) -> tuple[str, Severity] |
                 zero.append(name)
     parts = []
     steps = len(report.steps)
-    zero_text = ("get an exactly zero gradient" + (f" at all {steps} steps" if steps > 1 else
-                 " (a zero-initialised layer downstream, as in zero-init residual blocks, "
-                 "also does this at step 0: probe with --steps 2 to tell)"))
+    zero_text = "get an exactly zero gradient" + (
+        f" at all {steps} steps"
+        if steps > 1
+        else " (a zero-initialised layer downstream, as in zero-init residual blocks, "
+        "also does this at step 0: probe with --steps 2 to tell)"
+    )
     for names, what in ((none, "get no gradient (grad is None)"), (zero, zero_text)):
         if names:
             shown = ", ".join(f"`{n}`" for n in names[:6])
@@ -278,8 +356,9 @@ def _grad_max(step: StepReport, module: str, param: str) -> float | None:
     return None
 
 
-def _activations(step: StepReport, attr: str, limit: float, text: str,
-                 measurable: bool) -> str | None:
+def _activations(
+    step: StepReport, attr: str, limit: float, text: str, measurable: bool
+) -> str | None:
     if not measurable:
         return None
     hits: list[tuple[ModuleStats, float]] = []
@@ -289,7 +368,8 @@ def _activations(step: StepReport, attr: str, limit: float, text: str,
             hits.append((m, value))
     if not hits:
         return None
-    shown = "; ".join(f"`{m.label}` ({m.type}): " + text.format(pct=f"{v:.0%}")
-                      for m, v in hits[:3])
+    shown = "; ".join(
+        f"`{m.label}` ({m.type}): " + text.format(pct=f"{v:.0%}") for m, v in hits[:3]
+    )
     more = f"; and {len(hits) - 3} more modules" if len(hits) > 3 else ""
     return f"{shown}{more} (threshold {limit:.0%})"

@@ -26,29 +26,67 @@ from gradlint.probe.spec import (
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 # CLI parameter name -> config key; explicit CLI values win over [tool.gradlint.probe].
 OPTION_KEYS = {
-    "init_args": "init-args", "input_shape": "input-shape", "input_dtype": "input-dtype",
-    "input_range": "input-range", "input_fn": "input-fn", "loss": "loss", "steps": "steps",
-    "optimizer": "optimizer", "lr": "lr", "seed": "seed", "device": "device", "dtype": "dtype",
-    "timeout": "timeout", "memory_limit": "memory-limit",
+    "init_args": "init-args",
+    "input_shape": "input-shape",
+    "input_dtype": "input-dtype",
+    "input_range": "input-range",
+    "input_fn": "input-fn",
+    "loss": "loss",
+    "steps": "steps",
+    "optimizer": "optimizer",
+    "lr": "lr",
+    "seed": "seed",
+    "device": "device",
+    "dtype": "dtype",
+    "timeout": "timeout",
+    "memory_limit": "memory-limit",
 }
 
 
 def _input_options(command: Any) -> Any:
-    for option in reversed([
-        click.option("--input-shape", multiple=True, metavar="N,D,...",
-                     help="Shape of one generated input; repeat for multi-input models."),
-        click.option("--input-dtype", multiple=True, type=click.Choice(INPUT_DTYPES),
-                     help="dtype of the inputs (float: N(0,1); long: ids in --input-range)."),
-        click.option("--input-range", multiple=True, metavar="LOW,HIGH",
-                     help="Value range for integer inputs (high exclusive), e.g. 0,30000."),
-        click.option("--init-args", default="{}", metavar="JSON",
-                     help='Constructor keyword arguments, e.g. \'{"hidden": 128}\'.'),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--timeout", type=float, default=120.0, show_default=True,
-                     help="Seconds before the child process is killed."),
-        click.option("--memory-limit", type=int, default=None, metavar="MIB",
-                     help="Address-space cap for the child (default: physical RAM; 0: none)."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--input-shape",
+                multiple=True,
+                metavar="N,D,...",
+                help="Shape of one generated input; repeat for multi-input models.",
+            ),
+            click.option(
+                "--input-dtype",
+                multiple=True,
+                type=click.Choice(INPUT_DTYPES),
+                help="dtype of the inputs (float: N(0,1); long: ids in --input-range).",
+            ),
+            click.option(
+                "--input-range",
+                multiple=True,
+                metavar="LOW,HIGH",
+                help="Value range for integer inputs (high exclusive), e.g. 0,30000.",
+            ),
+            click.option(
+                "--init-args",
+                default="{}",
+                metavar="JSON",
+                help="Constructor keyword arguments, e.g. '{\"hidden\": 128}'.",
+            ),
+            click.option("--seed", type=int, default=0, show_default=True),
+            click.option(
+                "--timeout",
+                type=float,
+                default=120.0,
+                show_default=True,
+                help="Seconds before the child process is killed.",
+            ),
+            click.option(
+                "--memory-limit",
+                type=int,
+                default=None,
+                metavar="MIB",
+                help="Address-space cap for the child (default: physical RAM; 0: none).",
+            ),
+        ]
+    ):
         command = option(command)
     return command
 
@@ -56,27 +94,56 @@ def _input_options(command: Any) -> Any:
 @click.command("probe")
 @click.argument("targets", nargs=-1, metavar="[TARGET]...")
 @_input_options
-@click.option("--input-fn", metavar="FILE.py:FUNC", help="Zero-argument function returning "
-              "example inputs (tensor, tuple or dict).")
+@click.option(
+    "--input-fn",
+    metavar="FILE.py:FUNC",
+    help="Zero-argument function returning example inputs (tensor, tuple or dict).",
+)
 @click.option("--loss", type=click.Choice(LOSSES), default="projection", show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Forward+backward passes, with an optimizer step between them.")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Forward+backward passes, with an optimizer step between them.",
+)
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0), default=0.01, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("--dtype", type=click.Choice(MODEL_DTYPES), default="float32", show_default=True)
-@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
-              help=f"Override a threshold ({', '.join(Thresholds.names())}).")
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help=f"Override a threshold ({', '.join(Thresholds.names())}).",
+)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
-              help="Write the gradient-flow chart (needs matplotlib).")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.png",
+    help="Write the gradient-flow chart (needs matplotlib).",
+)
 @click.option("--no-static", is_flag=True, help="Skip the cross-check with static rules.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="pyproject.toml to read [tool.gradlint.probe] from.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="pyproject.toml to read [tool.gradlint.probe] from.",
+)
 @click.pass_context
-def probe_command(ctx: click.Context, /, targets: tuple[str, ...], config_file: Path | None,
-                  thresholds: tuple[str, ...], output_format: str, plot: Path | None,
-                  no_static: bool, **options: Any) -> None:
+def probe_command(
+    ctx: click.Context,
+    /,
+    targets: tuple[str, ...],
+    config_file: Path | None,
+    thresholds: tuple[str, ...],
+    output_format: str,
+    plot: Path | None,
+    no_static: bool,
+    **options: Any,
+) -> None:
     """Run TARGET (file.py:Class or package.module:factory) and measure its gradient flow.
 
     Imports and executes the target's code in a child process. Without TARGET, probes every
@@ -108,8 +175,9 @@ def probe_command(ctx: click.Context, /, targets: tuple[str, ...], config_file: 
             outputs.append(data)
         else:
             click.echo(text, nl=False)
-        if exit_code != EXIT_ERROR and any(f.severity.rank >= Severity.WARNING.rank
-                                           for f in findings):
+        if exit_code != EXIT_ERROR and any(
+            f.severity.rank >= Severity.WARNING.rank for f in findings
+        ):
             exit_code = EXIT_FINDINGS
     if output_format == "json":
         from gradlint.probe.render import dumps
@@ -123,8 +191,9 @@ def probe_command(ctx: click.Context, /, targets: tuple[str, ...], config_file: 
 @_input_options
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
-def gradcheck_command(ctx: click.Context, /, target: str, output_format: str,
-                      **options: Any) -> None:
+def gradcheck_command(
+    ctx: click.Context, /, target: str, output_format: str, **options: Any
+) -> None:
     """Check TARGET's backward (a torch.autograd.Function subclass or an nn.Module) against
     central differences in double precision. Exit 0: pass; 1: fail; 2: could not run."""
     if not torch_available():
@@ -136,8 +205,7 @@ def gradcheck_command(ctx: click.Context, /, target: str, output_format: str,
         _fail("gradcheck needs at least one --input-shape", "gradcheck")
     values = _cli_values(ctx, options)
     try:
-        spec = make_spec({**values, "target": target}, "command line", Thresholds(),
-                         os.getcwd())
+        spec = make_spec({**values, "target": target}, "command line", Thresholds(), os.getcwd())
         result = run_in_child("gradcheck", spec)
     except (ConfigError, ProbeError) as exc:
         _fail(str(exc), "gradcheck")
@@ -148,8 +216,9 @@ def gradcheck_command(ctx: click.Context, /, target: str, output_format: str,
     ctx.exit(EXIT_CLEAN if result["passed"] else EXIT_FINDINGS)
 
 
-def _probe_one(spec: ProbeSpec, plot: Path | None, no_static: bool,
-               output_format: str) -> tuple[str, dict[str, Any], list[Finding]]:
+def _probe_one(
+    spec: ProbeSpec, plot: Path | None, no_static: bool, output_format: str
+) -> tuple[str, dict[str, Any], list[Finding]]:
     from gradlint.probe.analysis import analyze_with_evidence
     from gradlint.probe.crosscheck import CrossCheck, cross_check
     from gradlint.probe.render import render_json, render_text
@@ -158,9 +227,11 @@ def _probe_one(spec: ProbeSpec, plot: Path | None, no_static: bool,
     report = ProbeReport.from_dict(run_in_child("probe", spec))
     with_evidence = analyze_with_evidence(report, spec.thresholds)
     findings = [f for f, _ in with_evidence]
-    check = (CrossCheck(False, "skipped (--no-static)", unpredicted=tuple(findings))
-             if no_static else cross_check(report, with_evidence, spec.loss, spec.steps,
-                                           _lint_config(spec)))
+    check = (
+        CrossCheck(False, "skipped (--no-static)", unpredicted=tuple(findings))
+        if no_static
+        else cross_check(report, with_evidence, spec.loss, spec.steps, _lint_config(spec))
+    )
     if plot is not None:
         from gradlint.probe.plot import PlotError, plot_gradient_flow
 
@@ -187,8 +258,13 @@ def _lint_config(spec: ProbeSpec) -> Any:
         return None  # the lint command reports a broken config; the probe uses defaults
 
 
-def _specs(ctx: click.Context, targets: tuple[str, ...], config_file: Path | None,
-           threshold_args: tuple[str, ...], options: dict[str, Any]) -> list[ProbeSpec]:
+def _specs(
+    ctx: click.Context,
+    targets: tuple[str, ...],
+    config_file: Path | None,
+    threshold_args: tuple[str, ...],
+    options: dict[str, Any],
+) -> list[ProbeSpec]:
     from gradlint.config import find_config_file
     from gradlint.probe.settings import make_spec, parse_probe_table, read_probe_table
 
@@ -203,13 +279,26 @@ def _specs(ctx: click.Context, targets: tuple[str, ...], config_file: Path | Non
     cli = _cli_values(ctx, options)
     if targets:
         by_name = {t["target"]: t for t in tables}
-        return [make_spec({**defaults, **by_name.get(t, {}), **cli, "target": t},
-                          "command line", thresholds, cwd) for t in targets]
+        return [
+            make_spec(
+                {**defaults, **by_name.get(t, {}), **cli, "target": t},
+                "command line",
+                thresholds,
+                cwd,
+            )
+            for t in targets
+        ]
     if not tables:
-        raise SpecError("no TARGET given and no [[tool.gradlint.probe.targets]] in "
-                        f"{path or 'any pyproject.toml'}")
-    return [make_spec({**defaults, **table, **cli}, f"{path}: target {table['target']!r}",
-                      thresholds, cwd) for table in tables]
+        raise SpecError(
+            "no TARGET given and no [[tool.gradlint.probe.targets]] in "
+            f"{path or 'any pyproject.toml'}"
+        )
+    return [
+        make_spec(
+            {**defaults, **table, **cli}, f"{path}: target {table['target']!r}", thresholds, cwd
+        )
+        for table in tables
+    ]
 
 
 def _cli_values(ctx: click.Context, options: dict[str, Any]) -> dict[str, Any]:
@@ -233,13 +322,18 @@ def _gradcheck_text(result: dict[str, Any]) -> str:
     lines = [f"gradcheck {result['name']} ({result['kind']}, float64, central differences)"]
     for item in result["inputs"]:
         rel = item["relative_error"]
-        lines.append(f"  input {item['index']} {tuple(item['shape'])}: worst relative error "
-                     f"{'n/a' if rel is None else f'{rel:.2e}'} (max abs "
-                     f"{item['max_abs_error']:.2e}) {'ok' if item['ok'] else 'MISMATCH'}")
+        lines.append(
+            f"  input {item['index']} {tuple(item['shape'])}: worst relative error "
+            f"{'n/a' if rel is None else f'{rel:.2e}'} (max abs "
+            f"{item['max_abs_error']:.2e}) {'ok' if item['ok'] else 'MISMATCH'}"
+        )
     if result.get("error"):
         lines.append(f"  error: {result['error']}")
-    lines.append("PASS: analytic and numerical gradients agree" if result["passed"]
-                 else "FAIL: the backward disagrees with finite differences")
+    lines.append(
+        "PASS: analytic and numerical gradients agree"
+        if result["passed"]
+        else "FAIL: the backward disagrees with finite differences"
+    )
     return "\n".join(lines)
 
 

@@ -23,8 +23,7 @@ CONFIRMED_BY: dict[str, tuple[str, ...]] = {
 }
 _TRAINING_LOOP = "it is about the training loop, which the probe replaces with its own"
 NOT_MEASURABLE: dict[str, str] = {
-    "GL105": "the learning-rate schedule lives in the training loop, which the probe does "
-             "not run",
+    "GL105": "the learning-rate schedule lives in the training loop, which the probe does not run",
     "GL111": _TRAINING_LOOP,
     "GL113": "an implicit softmax dim is a correctness question, not a gradient measurement",
     "GL115": _TRAINING_LOOP + " (probe with --steps 5 --lr <that rate> to watch its effect)",
@@ -52,8 +51,13 @@ class CrossCheck:
     unpredicted: tuple[Finding, ...] = ()  # runtime findings no static finding predicted
 
 
-def cross_check(report: ProbeReport, runtime: list[tuple[Finding, str]], loss: str,
-                steps: int, config: Any = None) -> CrossCheck:
+def cross_check(
+    report: ProbeReport,
+    runtime: list[tuple[Finding, str]],
+    loss: str,
+    steps: int,
+    config: Any = None,
+) -> CrossCheck:
     """Lint the model's file statically and give each static finding on the model a verdict."""
     loc = report.location
     findings = tuple(f for f, _ in runtime)
@@ -61,28 +65,35 @@ def cross_check(report: ProbeReport, runtime: list[tuple[Finding, str]], loss: s
         from gradlint.config import Config
         from gradlint.engine import lint_source
     except ImportError as exc:
-        return CrossCheck(False, f"static analysis unavailable ({exc})",
-                          unpredicted=findings)
+        return CrossCheck(False, f"static analysis unavailable ({exc})", unpredicted=findings)
     if loc.file is None:
-        return CrossCheck(False, "static analysis unavailable (the model has no Python source)",
-                          unpredicted=findings)
+        return CrossCheck(
+            False,
+            "static analysis unavailable (the model has no Python source)",
+            unpredicted=findings,
+        )
     try:
         source = Path(loc.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return CrossCheck(False, f"static analysis unavailable (cannot read {loc.path}: {exc})",
-                          unpredicted=findings)
+        return CrossCheck(
+            False,
+            f"static analysis unavailable (cannot read {loc.path}: {exc})",
+            unpredicted=findings,
+        )
     result = lint_source(source, loc.path, config if config is not None else Config())
     static, scope = _in_scope(list(result.findings), loc)
     by_code = {f.code: (f, evidence) for f, evidence in runtime}
-    verdicts = tuple(replace(_verdict(f, by_code, report, loss, steps), in_model=inside)
-                     for f, inside in static if f.code.startswith("GL1"))
+    verdicts = tuple(
+        replace(_verdict(f, by_code, report, loss, steps), in_model=inside)
+        for f, inside in static
+        if f.code.startswith("GL1")
+    )
     predicted = {code for v in verdicts for code in CONFIRMED_BY.get(v.static.code, ())}
     unpredicted = tuple(f for f in findings if f.code not in predicted)
     return CrossCheck(True, "", scope, verdicts, unpredicted)
 
 
-def _in_scope(findings: list[Finding], loc: Location
-              ) -> tuple[list[tuple[Finding, bool]], str]:
+def _in_scope(findings: list[Finding], loc: Location) -> tuple[list[tuple[Finding, bool]], str]:
     """Findings inside the model's definition, plus training-code rules from the file."""
     if loc.end_line is None:  # the definition's extent is unknown: keep the whole file
         return [(f, False) for f in findings], "file"
@@ -94,8 +105,13 @@ def _in_scope(findings: list[Finding], loc: Location
     return kept, "class"
 
 
-def _verdict(static: Finding, runtime: dict[str, tuple[Finding, str]], report: ProbeReport,
-             loss: str, steps: int) -> Verdict:
+def _verdict(
+    static: Finding,
+    runtime: dict[str, tuple[Finding, str]],
+    report: ProbeReport,
+    loss: str,
+    steps: int,
+) -> Verdict:
     code = static.code
     if code == "GL106":
         return _softmax_verdict(static, report, loss)
@@ -105,12 +121,12 @@ def _verdict(static: Finding, runtime: dict[str, tuple[Finding, str]], report: P
         return Verdict(static, "not measurable", NOT_MEASURABLE[code])
     confirming = CONFIRMED_BY.get(code)
     if confirming is None:
-        return Verdict(static, "not measurable", "no runtime measurement corresponds to "
-                                                  "this rule")
+        return Verdict(static, "not measurable", "no runtime measurement corresponds to this rule")
     hits = [runtime[c] for c in confirming if c in runtime]
     if hits:
-        return Verdict(static, "confirmed",
-                       "; ".join(f"{h.code} {h.name}, {evidence}" for h, evidence in hits))
+        return Verdict(
+            static, "confirmed", "; ".join(f"{h.code} {h.name}, {evidence}" for h, evidence in hits)
+        )
     wanted = ", ".join(confirming)
     extra = f"; {STEP_HINTS[code]}" if code in STEP_HINTS and steps < 2 else ""
     return Verdict(static, "not observed", f"no {wanted} on this model and input{extra}")
@@ -121,13 +137,20 @@ def _softmax_verdict(static: Finding, report: ProbeReport, loss: str) -> Verdict
     if loss != "cross_entropy":
         return Verdict(static, "not measurable", "probe with --loss cross_entropy to measure it")
     if not check.get("probabilities"):
-        return Verdict(static, "not observed",
-                       "the outputs are not probabilities (negative, or rows do not sum to 1)")
+        return Verdict(
+            static,
+            "not observed",
+            "the outputs are not probabilities (negative, or rows do not sum to 1)",
+        )
     ratio = check.get("gradient_ratio")
     weaker = f"{ratio:.2g}x" if isinstance(ratio, float) else "an unknown fraction"
-    return Verdict(static, "confirmed", "the outputs are probabilities (non-negative, rows sum "
-                   f"to 1) and cross entropy on them passes {weaker} of the gradient the "
-                   "logits would get without the softmax")
+    return Verdict(
+        static,
+        "confirmed",
+        "the outputs are probabilities (non-negative, rows sum "
+        f"to 1) and cross entropy on them passes {weaker} of the gradient the "
+        "logits would get without the softmax",
+    )
 
 
 def _sigmoid_verdict(static: Finding, report: ProbeReport, loss: str) -> Verdict:
@@ -135,5 +158,9 @@ def _sigmoid_verdict(static: Finding, report: ProbeReport, loss: str) -> Verdict
         return Verdict(static, "not measurable", "probe with --loss bce_logits to measure it")
     if not report.output.get("unit_interval"):
         return Verdict(static, "not observed", "the outputs are not confined to [0, 1]")
-    return Verdict(static, "confirmed", "every output lies in [0, 1]: the model already "
-                   "applies a sigmoid, so the loss squashes it a second time")
+    return Verdict(
+        static,
+        "confirmed",
+        "every output lies in [0, 1]: the model already "
+        "applies a sigmoid, so the loss squashes it a second time",
+    )

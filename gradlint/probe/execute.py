@@ -14,12 +14,12 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-DTYPES = {"float32": "float32", "float64": "float64", "float16": "float16",
-          "bfloat16": "bfloat16"}
+DTYPES = {"float32": "float32", "float64": "float64", "float16": "float16", "bfloat16": "bfloat16"}
 
 
-def run_probe(spec: ProbeSpec, model: nn.Module, location: Location,
-              example_inputs: Any = None) -> ProbeReport:
+def run_probe(
+    spec: ProbeSpec, model: nn.Module, location: Location, example_inputs: Any = None
+) -> ProbeReport:
     """Measure `spec.steps` forward+backward passes, with an optimizer step between them."""
     import torch
 
@@ -33,8 +33,7 @@ def run_probe(spec: ProbeSpec, model: nn.Module, location: Location,
     steps, output_check = [], {}
     for step in range(spec.steps):
         model.zero_grad(set_to_none=True)
-        with GradientProbe(model, step=step, check_symmetry=step == 0,
-                           location=location) as probe:
+        with GradientProbe(model, step=step, check_symmetry=step == 0, location=location) as probe:
             out = first_tensor(model(*args, **kwargs))
             if out is None or not out.is_floating_point():
                 raise TypeError("the model's output holds no floating-point tensor")
@@ -54,8 +53,9 @@ def run_probe(spec: ProbeSpec, model: nn.Module, location: Location,
     return ProbeReport(tuple(steps), location, batch, output_check)
 
 
-def make_inputs(spec: ProbeSpec, example: Any, device: torch.device,
-                dtype: torch.dtype) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def make_inputs(
+    spec: ProbeSpec, example: Any, device: torch.device, dtype: torch.dtype
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     import torch
 
     if example is not None:
@@ -77,8 +77,9 @@ def make_inputs(spec: ProbeSpec, example: Any, device: torch.device,
         else:
             high = int(item.high if item.high is not None else 2)
             x = torch.randint(int(item.low), high, item.shape, generator=gen)
-            inputs.append(x.to(device=device, dtype=torch.long if item.dtype == "long"
-                               else torch.int32))
+            inputs.append(
+                x.to(device=device, dtype=torch.long if item.dtype == "long" else torch.int32)
+            )
     return tuple(inputs), {}
 
 
@@ -119,8 +120,11 @@ def check_output(spec: ProbeSpec, out: torch.Tensor) -> dict[str, Any]:
     sums = rows.sum(dim=1)
     probabilities = bool((rows >= -1e-6).all()) and bool(((sums - 1).abs() < 1e-3).all())
     unit_interval = bool(((rows >= 0) & (rows <= 1)).all())
-    result: dict[str, Any] = {"probabilities": probabilities, "unit_interval": unit_interval,
-                              "loss": spec.loss}
+    result: dict[str, Any] = {
+        "probabilities": probabilities,
+        "unit_interval": unit_interval,
+        "loss": spec.loss,
+    }
     if probabilities and spec.loss == "cross_entropy":
         # Gradient reaching the pre-softmax logits z (log p up to a constant) when cross
         # entropy is applied to the probabilities, versus to the logits directly.
@@ -139,8 +143,12 @@ def make_optimizer(spec: ProbeSpec, model: nn.Module) -> torch.optim.Optimizer:
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    factory = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-               "rmsprop": torch.optim.RMSprop}[spec.optimizer]
+    factory = {
+        "sgd": torch.optim.SGD,
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+        "rmsprop": torch.optim.RMSprop,
+    }[spec.optimizer]
     optimizer: torch.optim.Optimizer = factory(params, lr=spec.lr)
     return optimizer
 
@@ -161,6 +169,7 @@ def _to(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
     import torch
 
     if isinstance(value, torch.Tensor):
-        return value.to(device=device, dtype=dtype) if value.is_floating_point() \
-            else value.to(device)
+        return (
+            value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
+        )
     return value

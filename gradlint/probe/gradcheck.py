@@ -22,8 +22,10 @@ def run_gradcheck(spec: ProbeSpec, obj: Any, name: str) -> dict[str, Any]:
     torch.manual_seed(spec.seed)
     fn, kind = _callable(obj, spec, name)
     gen = torch.Generator().manual_seed(spec.seed)
-    inputs = tuple(torch.randn(i.shape, generator=gen, dtype=torch.float64).requires_grad_(True)
-                   for i in spec.inputs)
+    inputs = tuple(
+        torch.randn(i.shape, generator=gen, dtype=torch.float64).requires_grad_(True)
+        for i in spec.inputs
+    )
     result: dict[str, Any] = {"name": name, "kind": kind, "inputs": []}
     try:
         analytic = _analytic(fn, inputs)
@@ -34,14 +36,21 @@ def run_gradcheck(spec: ProbeSpec, obj: Any, name: str) -> dict[str, Any]:
     for i, (a, n) in enumerate(zip(analytic, numeric)):
         diff = float((a - n).abs().max()) if a.numel() else 0.0
         scale = float(n.abs().max()) if n.numel() else 0.0
-        result["inputs"].append({
-            "index": i, "shape": list(inputs[i].shape), "max_abs_error": diff,
-            "relative_error": diff / scale if scale > 0 else (0.0 if diff == 0 else None),
-            "ok": bool(((a - n).abs() <= ATOL + RTOL * n.abs()).all()),
-        })
+        result["inputs"].append(
+            {
+                "index": i,
+                "shape": list(inputs[i].shape),
+                "max_abs_error": diff,
+                "relative_error": diff / scale if scale > 0 else (0.0 if diff == 0 else None),
+                "ok": bool(((a - n).abs() <= ATOL + RTOL * n.abs()).all()),
+            }
+        )
     try:
-        official = bool(torch.autograd.gradcheck(fn, inputs, eps=EPS, atol=ATOL, rtol=RTOL,
-                                                 raise_exception=False))
+        official = bool(
+            torch.autograd.gradcheck(
+                fn, inputs, eps=EPS, atol=ATOL, rtol=RTOL, raise_exception=False
+            )
+        )
     except Exception as exc:  # labelled boundary: gradcheck's own extra checks may raise
         official, result["error"] = False, f"{type(exc).__name__}: {exc}"
     result["passed"] = official and all(item["ok"] for item in result["inputs"])

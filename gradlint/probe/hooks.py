@@ -16,8 +16,12 @@ if TYPE_CHECKING:
 
 # Activation modules whose outputs are checked (class names, so no torch import here).
 DEAD_UNIT_MODULES = frozenset({"ReLU", "ReLU6"})
-SATURATING_MODULES = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Hardsigmoid": "sigmoid",
-                      "Hardtanh": "hardtanh"}
+SATURATING_MODULES = {
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "Hardsigmoid": "sigmoid",
+    "Hardtanh": "hardtanh",
+}
 # Flat tails: sigmoid' < 0.0099 outside [0.01, 0.99]; tanh' < 0.02 where |tanh| > 0.99.
 SIGMOID_TAIL = 0.01
 TANH_TAIL = 0.99
@@ -55,8 +59,14 @@ class GradientProbe:
     Hooks are removed on exit even if the block raises; no tensor is kept.
     """
 
-    def __init__(self, model: nn.Module, *, step: int = 0, check_symmetry: bool = True,
-                 location: Location | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        step: int = 0,
+        check_symmetry: bool = True,
+        location: Location | None = None,
+    ) -> None:
         self.model = model
         self.step = step
         self.check_symmetry = check_symmetry
@@ -82,13 +92,19 @@ class GradientProbe:
             self._handles.append(module.register_forward_hook(self._forward_hook(name, kind)))
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._remove_hooks()
         if exc_type is None:
-            self._params = {name: _param_stats(module, self.check_symmetry)
-                            for name, module in self._modules.items()
-                            if _kind_of(module) == "layer"}
+            self._params = {
+                name: _param_stats(module, self.check_symmetry)
+                for name, module in self._modules.items()
+                if _kind_of(module) == "layer"
+            }
             self._types = {name: type(module).__name__ for name, module in self._modules.items()}
             self._done = True
         self._modules = {}  # drop module references too: the report is plain data
@@ -100,12 +116,19 @@ class GradientProbe:
         """The measurements as plain data; call after the `with` block."""
         if not self._done:
             raise RuntimeError("GradientProbe.report() is only available after the with block")
-        modules = tuple(_finish(acc, self._params.get(acc.name, ()))
-                        for acc in sorted(self._stats.values(), key=lambda a: a.order))
+        modules = tuple(
+            _finish(acc, self._params.get(acc.name, ()))
+            for acc in sorted(self._stats.values(), key=lambda a: a.order)
+        )
         missing = [name for name in self._params if name not in self._stats]
         extra = tuple(  # layers never called in forward: their parameters get no gradient
-            ModuleStats(name=name, type=self._types[name], kind="layer", order=len(modules) + i,
-                        params=self._params[name])
+            ModuleStats(
+                name=name,
+                type=self._types[name],
+                kind="layer",
+                order=len(modules) + i,
+                params=self._params[name],
+            )
             for i, name in enumerate(missing)
         )
         step = StepReport(self.step, modules + extra, self.loss)
@@ -218,11 +241,16 @@ def _forward_stats(acc: _Accumulator, out: torch.Tensor, type_name: str) -> None
 
 def _finish(acc: _Accumulator, params: tuple[ParamStats, ...]) -> ModuleStats:
     return ModuleStats(
-        name=acc.name, type=acc.type, kind=acc.kind, order=acc.order, calls=acc.calls,
+        name=acc.name,
+        type=acc.type,
+        kind=acc.kind,
+        order=acc.order,
+        calls=acc.calls,
         out_std=math.sqrt(acc.var_sum / acc.var_calls) if acc.var_calls else None,
         act_grad_rms=math.sqrt(acc.grad_sq / acc.grad_numel) if acc.grad_numel else None,
         act_grad_max=acc.grad_max if acc.grad_calls else None,
-        nonfinite_forward=acc.nonfinite_forward, nonfinite_backward=acc.nonfinite_backward,
+        nonfinite_forward=acc.nonfinite_forward,
+        nonfinite_backward=acc.nonfinite_backward,
         backward_order=acc.backward_order,
         dead_fraction=sum(acc.dead) / len(acc.dead) if acc.dead else None,
         saturated_fraction=sum(acc.saturated) / len(acc.saturated) if acc.saturated else None,
@@ -240,8 +268,13 @@ def _param_stats(module: nn.Module, check_symmetry: bool) -> tuple[ParamStats, .
             result.append(base)
             continue
         if p.grad is None:
-            result.append(replace(base, grad_none=True,
-                                  weight_norm=float(torch.linalg.vector_norm(p.detach().float()))))
+            result.append(
+                replace(
+                    base,
+                    grad_none=True,
+                    weight_norm=float(torch.linalg.vector_norm(p.detach().float())),
+                )
+            )
             continue
         g, w = p.grad.detach(), p.detach()
         grad_norm, grad_max, nonzero = _norm_max_nonzero(g)
@@ -251,10 +284,19 @@ def _param_stats(module: nn.Module, check_symmetry: bool) -> tuple[ParamStats, .
         units, duplicates = (0, 0)
         if check_symmetry and not nonfinite and p.dim() >= 2:
             units, duplicates = _duplicate_units(module, w, g)
-        result.append(replace(base, grad_norm=grad_norm, weight_norm=weight_norm,
-                              grad_mean_abs=mean_abs, grad_max_abs=grad_max,
-                              grad_nonzero=nonzero, nonfinite=nonfinite, units=units,
-                              duplicate_units=duplicates))
+        result.append(
+            replace(
+                base,
+                grad_norm=grad_norm,
+                weight_norm=weight_norm,
+                grad_mean_abs=mean_abs,
+                grad_max_abs=grad_max,
+                grad_nonzero=nonzero,
+                nonfinite=nonfinite,
+                units=units,
+                duplicate_units=duplicates,
+            )
+        )
     return tuple(result)
 
 
@@ -289,8 +331,9 @@ def _duplicate_units(module: nn.Module, w: torch.Tensor, g: torch.Tensor) -> tup
     # Sort units by a random projection so equal rows become neighbours, then compare
     # neighbours exactly: linear cost, no false matches.
     gen = torch.Generator(device=w.device).manual_seed(1234)
-    key = (rows_w @ torch.randn(rows_w.shape[1], generator=gen, device=w.device)
-           + rows_g @ torch.randn(rows_g.shape[1], generator=gen, device=w.device))
+    key = rows_w @ torch.randn(
+        rows_w.shape[1], generator=gen, device=w.device
+    ) + rows_g @ torch.randn(rows_g.shape[1], generator=gen, device=w.device)
     order = torch.argsort(key)
     sw, sg = rows_w[order], rows_g[order]
     same = (sw[1:] == sw[:-1]).all(dim=1) & (sg[1:] == sg[:-1]).all(dim=1)

@@ -16,53 +16,71 @@ from gradlint.probe.stats import ModuleStats, ProbeReport
 COLUMNS = ("#", "layer", "type", "out std", "dL/dout rms", "grad rms", "grad/weight", "notes")
 
 
-def render_text(spec: ProbeSpec, report: ProbeReport, findings: list[Finding],
-                check: CrossCheck) -> str:
+def render_text(
+    spec: ProbeSpec, report: ProbeReport, findings: list[Finding], check: CrossCheck
+) -> str:
     step0 = report.steps[0]
     loc = report.location
-    lines = [f"gradlint probe {spec.target}  ({loc.name} at {loc.path}:{loc.line}; batch "
-             f"{report.batch_size}, loss {spec.loss}, {spec.device} {spec.dtype}, seed "
-             f"{spec.seed})", ""]
+    lines = [
+        f"gradlint probe {spec.target}  ({loc.name} at {loc.path}:{loc.line}; batch "
+        f"{report.batch_size}, loss {spec.loss}, {spec.device} {spec.dtype}, seed "
+        f"{spec.seed})",
+        "",
+    ]
     flags = layer_flags(step0, spec.thresholds)
     rows = [COLUMNS] + [_row(i, m, flags) for i, m in enumerate(step0.modules)]
     widths = [max(len(r[c]) for r in rows) for c in range(len(COLUMNS))]
     for row in rows:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     ratios = layer_ratios(step0)
-    lines += ["", f"first/last layer: weight-gradient ratio {fmt(ratios.weight_grad)}, "
-              f"back-propagated signal ratio {fmt(ratios.act_grad)}, forward std ratio "
-              f"(last/first) {fmt(ratios.forward)}"]
+    lines += [
+        "",
+        f"first/last layer: weight-gradient ratio {fmt(ratios.weight_grad)}, "
+        f"back-propagated signal ratio {fmt(ratios.act_grad)}, forward std ratio "
+        f"(last/first) {fmt(ratios.forward)}",
+    ]
     if len(report.steps) > 1:
         lines += ["", "step  loss        grad norm"]
         lines += [f"{s.step:<4}  {fmt(s.loss):<10}  {fmt(s.grad_norm)}" for s in report.steps]
     if report.output.get("probabilities"):
-        lines += ["", "note: the outputs are probabilities (non-negative, rows sum to 1)"
-                  + _gradient_note(report.output)]
+        lines += [
+            "",
+            "note: the outputs are probabilities (non-negative, rows sum to 1)"
+            + _gradient_note(report.output),
+        ]
     lines.append("")
     lines += [_finding_line(f) for f in findings] or ["no runtime findings"]
     lines += ["", *_cross_check_lines(check, loc.name)]
     return "\n".join(lines) + "\n"
 
 
-def render_json(spec: ProbeSpec, report: ProbeReport, findings: list[Finding],
-                check: CrossCheck) -> dict[str, Any]:
+def render_json(
+    spec: ProbeSpec, report: ProbeReport, findings: list[Finding], check: CrossCheck
+) -> dict[str, Any]:
     """A JSON-ready dict; non-finite floats become the strings "inf", "-inf" and "nan"."""
     data = {
         "target": spec.target,
         "spec": spec.to_dict(),
         "location": asdict(report.location),
         "batch_size": report.batch_size,
-        "steps": [{"step": s.step, "loss": s.loss, "grad_norm": s.grad_norm}
-                  for s in report.steps],
+        "steps": [{"step": s.step, "loss": s.loss, "grad_norm": s.grad_norm} for s in report.steps],
         "layers": [asdict(m) for m in report.steps[0].modules],
         "ratios": asdict(layer_ratios(report.steps[0])),
         "output": report.output,
         "findings": [finding_dict(f) for f in findings],
         "cross_check": {
-            "available": check.available, "reason": check.reason, "scope": check.scope,
-            "static": [{"finding": finding_dict(v.static), "verdict": v.verdict,
-                        "evidence": v.evidence, "in_model": v.in_model}
-                       for v in check.verdicts],
+            "available": check.available,
+            "reason": check.reason,
+            "scope": check.scope,
+            "static": [
+                {
+                    "finding": finding_dict(v.static),
+                    "verdict": v.verdict,
+                    "evidence": v.evidence,
+                    "in_model": v.in_model,
+                }
+                for v in check.verdicts
+            ],
             "unpredicted": [finding_dict(f) for f in check.unpredicted],
         },
     }
@@ -98,8 +116,16 @@ def _row(i: int, m: ModuleStats, flags: dict[str, str]) -> tuple[str, ...]:
         notes.append(f"{m.calls} calls")
     if m.kind == "activation":
         return (str(i), m.label, m.type, "", "", "", "", "  ".join(notes))
-    return (str(i), m.label, m.type, fmt(m.out_std), fmt(m.act_grad_rms), fmt(m.grad_rms),
-            fmt(m.update_ratio), "  ".join(notes))
+    return (
+        str(i),
+        m.label,
+        m.type,
+        fmt(m.out_std),
+        fmt(m.act_grad_rms),
+        fmt(m.grad_rms),
+        fmt(m.update_ratio),
+        "  ".join(notes),
+    )
 
 
 def _finding_line(f: Finding) -> str:
@@ -111,8 +137,10 @@ def _gradient_note(output: dict[str, Any]) -> str:
     ratio = output.get("gradient_ratio")
     if not isinstance(ratio, float):
         return ""
-    return (f"; cross entropy on them passes {ratio:.2g}x of the gradient the logits would "
-            "get without the softmax")
+    return (
+        f"; cross entropy on them passes {ratio:.2g}x of the gradient the logits would "
+        "get without the softmax"
+    )
 
 
 def _cross_check_lines(check: CrossCheck, name: str) -> list[str]:
@@ -125,12 +153,15 @@ def _cross_check_lines(check: CrossCheck, name: str) -> list[str]:
         lines = [f"cross-check with static findings {scope}:"]
         for v in check.verdicts:
             s = v.static
-            where = f"line {s.line}" + ("" if v.in_model or check.scope == "file"
-                                        else f" (training code outside {name})")
+            where = f"line {s.line}" + (
+                "" if v.in_model or check.scope == "file" else f" (training code outside {name})"
+            )
             lines.append(f"  {where}: {s.code} {s.name}: {v.verdict.upper()}: {v.evidence}")
     if check.unpredicted:
-        lines.append("runtime findings no static rule predicted: "
-                     + ", ".join(f"{f.code} {f.name}" for f in check.unpredicted))
+        lines.append(
+            "runtime findings no static rule predicted: "
+            + ", ".join(f"{f.code} {f.name}" for f in check.unpredicted)
+        )
     return lines
 
 

@@ -32,28 +32,45 @@ def run_in_child(mode: str, spec: ProbeSpec) -> dict[str, Any]:
     if not torch_available():
         raise ProbeError(INSTALL_HINT)
     with tempfile.TemporaryDirectory(prefix="gradlint-probe-") as tmp:
-        spec_file, result_file, stage_file = (Path(tmp) / n for n in
-                                              ("spec.json", "result.json", "stage.txt"))
+        spec_file, result_file, stage_file = (
+            Path(tmp) / n for n in ("spec.json", "result.json", "stage.txt")
+        )
         spec_file.write_text(json.dumps(spec.to_dict()), encoding="utf-8")
         env = dict(os.environ)
         if not {"site-packages", "dist-packages"} & set(PACKAGE_ROOT.parts):
             # A source checkout: make the child import this copy. (An installed gradlint is
             # found anyway, and putting site-packages first could shadow the stdlib.)
             env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+                p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
+            )
         env.setdefault("PYTHONWARNINGS", "ignore")  # the user's warnings are not our output
-        command = [sys.executable, "-m", "gradlint.probe.child", mode, str(spec_file),
-                   str(result_file), str(stage_file)]
+        command = [
+            sys.executable,
+            "-m",
+            "gradlint.probe.child",
+            mode,
+            str(spec_file),
+            str(result_file),
+            str(stage_file),
+        ]
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=spec.cwd or None, env=env, start_new_session=os.name == "posix")
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=spec.cwd or None,
+            env=env,
+            start_new_session=os.name == "posix",
+        )
         try:
             _, stderr = process.communicate(timeout=spec.timeout)
         except subprocess.TimeoutExpired:
             _kill(process)
             stage = _read(stage_file) or "starting"
-            raise ProbeError(f"{spec.target}: timed out after {spec.timeout:g} s while "
-                             f"{stage} (raise --timeout if the model is just slow)") from None
+            raise ProbeError(
+                f"{spec.target}: timed out after {spec.timeout:g} s while "
+                f"{stage} (raise --timeout if the model is just slow)"
+            ) from None
         except BaseException:  # Ctrl-C: the child has its own session and would live on
             _kill(process)
             raise

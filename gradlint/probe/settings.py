@@ -27,8 +27,21 @@ from gradlint.probe.spec import (
 )
 
 # Keys allowed both at the top of [tool.gradlint.probe] (defaults) and in each target table.
-RUN_KEYS = ("input-shape", "input-dtype", "input-range", "input-fn", "loss", "steps",
-            "optimizer", "lr", "seed", "device", "dtype", "timeout", "memory-limit")
+RUN_KEYS = (
+    "input-shape",
+    "input-dtype",
+    "input-range",
+    "input-fn",
+    "loss",
+    "steps",
+    "optimizer",
+    "lr",
+    "seed",
+    "device",
+    "dtype",
+    "timeout",
+    "memory-limit",
+)
 TARGET_KEYS = ("target", "init-args", *RUN_KEYS)
 TOP_KEYS = ("targets", "thresholds", *RUN_KEYS)
 
@@ -49,8 +62,9 @@ def read_probe_table(path: Path) -> dict[str, Any]:
     return dict(table)
 
 
-def parse_probe_table(table: Mapping[str, Any], path: Path
-                      ) -> tuple[dict[str, Any], Thresholds, list[dict[str, Any]]]:
+def parse_probe_table(
+    table: Mapping[str, Any], path: Path
+) -> tuple[dict[str, Any], Thresholds, list[dict[str, Any]]]:
     """Validate the table; return (defaults, thresholds, target tables)."""
     error = _config_error()
     where = f"{path}: [tool.gradlint.probe]"
@@ -65,8 +79,9 @@ def parse_probe_table(table: Mapping[str, Any], path: Path
         raise error(f"{where}.thresholds: {exc}") from None
     targets = table.get("targets", [])
     if not isinstance(targets, list) or not all(isinstance(t, Mapping) for t in targets):
-        raise error(f"{where} 'targets' must be an array of tables: "
-                    "[[tool.gradlint.probe.targets]]")
+        raise error(
+            f"{where} 'targets' must be an array of tables: [[tool.gradlint.probe.targets]]"
+        )
     for i, entry in enumerate(targets):
         here = f"{where} targets[{i}]"
         _check_keys(entry, TARGET_KEYS, here)
@@ -82,8 +97,9 @@ def parse_probe_table(table: Mapping[str, Any], path: Path
     return defaults, thresholds, [dict(t) for t in targets]
 
 
-def make_spec(values: Mapping[str, Any], where: str, thresholds: Thresholds,
-              cwd: str | None = None) -> ProbeSpec:
+def make_spec(
+    values: Mapping[str, Any], where: str, thresholds: Thresholds, cwd: str | None = None
+) -> ProbeSpec:
     """Build a ProbeSpec from kebab-case `values`; errors name `where` and the key."""
     error = _config_error()
     key = ""
@@ -104,10 +120,14 @@ def make_spec(values: Mapping[str, Any], where: str, thresholds: Thresholds,
         ranges = [parse_range(r) for r in _many(values.get("input-range"), nested=True)]
         inputs = build_inputs(shapes, dtypes, ranges)
         if not inputs and not values.get("input-fn"):
-            raise SpecError("give at least one input shape (--input-shape 32,784) or an "
-                            "input function (input-fn)")
+            raise SpecError(
+                "give at least one input shape (--input-shape 32,784) or an "
+                "input function (input-fn)"
+            )
         spec = ProbeSpec(
-            target=str(values["target"]), init_args=dict(init), inputs=inputs,
+            target=str(values["target"]),
+            init_args=dict(init),
+            inputs=inputs,
             input_fn=_get(values, "input-fn", str, None),
             loss=_choice(values, "loss", LOSSES, "projection"),
             steps=_number(values, "steps", int, 1, minimum=1),
@@ -118,7 +138,8 @@ def make_spec(values: Mapping[str, Any], where: str, thresholds: Thresholds,
             dtype=_choice(values, "dtype", MODEL_DTYPES, "float32"),
             timeout=_number(values, "timeout", float, 120.0, minimum=0.001),
             memory_limit_mb=_get(values, "memory-limit", int, None),
-            thresholds=thresholds, cwd=cwd,
+            thresholds=thresholds,
+            cwd=cwd,
         )
     except (SpecError, json.JSONDecodeError, KeyError) as exc:
         failing = getattr(exc, "key", key)
@@ -130,7 +151,7 @@ def _check_target(value: Any) -> None:
     from gradlint.probe.target import TargetError, split_target
 
     if not isinstance(value, str):
-        raise SpecError(f"must be a string like \"path/to/file.py:ClassName\", got {value!r}")
+        raise SpecError(f'must be a string like "path/to/file.py:ClassName", got {value!r}')
     try:
         split_target(value)
     except TargetError as exc:
@@ -166,13 +187,13 @@ def _choice(values: Mapping[str, Any], key: str, choices: tuple[str, ...], defau
     return str(value)
 
 
-def _number(values: Mapping[str, Any], key: str, kind: type, default: float,
-            minimum: float) -> Any:
+def _number(values: Mapping[str, Any], key: str, kind: type, default: float, minimum: float) -> Any:
     value = values.get(key, default)
     ok = not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else int)
     if not ok or value < minimum:
-        exc = SpecError(f"must be {'a number' if kind is float else 'an integer'} "
-                        f">= {minimum:g}, got {value!r}")
+        exc = SpecError(
+            f"must be {'a number' if kind is float else 'an integer'} >= {minimum:g}, got {value!r}"
+        )
         exc.key = key  # type: ignore[attr-defined]
         raise exc
     return kind(value)

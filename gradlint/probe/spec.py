@@ -139,8 +139,9 @@ def build_inputs(
         rng = ranges[i] if len(ranges) > 1 else (ranges[0] if ranges else None)
         if rng is None:
             if dtype in ("long", "int"):
-                raise SpecError(f"--input-dtype {dtype} needs --input-range LOW,HIGH "
-                                "(e.g. 0,30000)")
+                raise SpecError(
+                    f"--input-dtype {dtype} needs --input-range LOW,HIGH (e.g. 0,30000)"
+                )
             specs.append(InputSpec(shape, dtype))
         else:
             specs.append(InputSpec(shape, dtype, rng[0], rng[1]))

@@ -103,8 +103,11 @@ class ModuleStats:
 
         Vectors are left out: biases start at 0 and scales such as LayerScale start near 0
         on purpose, so their ratio is huge without anything being wrong."""
-        ratios = [p.grad_norm / p.weight_norm for p in self.trained_params
-                  if not p.grad_none and p.weight_norm > 0 and len(p.shape) >= 2]
+        ratios = [
+            p.grad_norm / p.weight_norm
+            for p in self.trained_params
+            if not p.grad_none and p.weight_norm > 0 and len(p.shape) >= 2
+        ]
         return max(ratios) if ratios else None
 
 
@@ -123,8 +126,9 @@ class StepReport:
     @property
     def grad_norm(self) -> float:
         """Global gradient norm, as clip_grad_norm_ would compute it."""
-        return math.sqrt(sum(p.grad_norm**2 for m in self.layers for p in m.trained_params
-                             if not p.grad_none))
+        return math.sqrt(
+            sum(p.grad_norm**2 for m in self.layers for p in m.trained_params if not p.grad_none)
+        )
 
 
 @dataclass(frozen=True)
@@ -155,13 +159,22 @@ class ProbeReport:
                 step=s["step"],
                 loss=s["loss"],
                 modules=tuple(
-                    ModuleStats(**{**m, "params": tuple(
-                        ParamStats(**{**p, "shape": tuple(p["shape"])}) for p in m["params"]
-                    )})
+                    ModuleStats(
+                        **{
+                            **m,
+                            "params": tuple(
+                                ParamStats(**{**p, "shape": tuple(p["shape"])}) for p in m["params"]
+                            ),
+                        }
+                    )
                     for m in s["modules"]
                 ),
             )
             for s in data["steps"]
         )
-        return cls(steps, Location.from_dict(data["location"]), data.get("batch_size"),
-                   dict(data.get("output", {})))
+        return cls(
+            steps,
+            Location.from_dict(data["location"]),
+            data.get("batch_size"),
+            dict(data.get("output", {})),
+        )

@@ -24,8 +24,10 @@ def split_target(text: str) -> tuple[str, str]:
     """'models/mlp.py:MLP' -> ('models/mlp.py', 'MLP'); also 'pkg.mod:factory'."""
     source, sep, attr = text.rpartition(":")
     if not sep or not source or not attr or not all(p.isidentifier() for p in attr.split(".")):
-        raise TargetError(f"target must look like path/to/file.py:ClassName or "
-                          f"package.module:factory, got {text!r}")
+        raise TargetError(
+            f"target must look like path/to/file.py:ClassName or "
+            f"package.module:factory, got {text!r}"
+        )
     return source, attr
 
 
@@ -42,8 +44,9 @@ def import_object(text: str, cwd: str | None = None) -> Any:
         if not path.is_file():
             raise TargetError(f"no such file: {source}")
         module_name = f"_gradlint_target_{path.stem}"
-        if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) \
-                == str(path):
+        if module_name in sys.modules and getattr(
+            sys.modules[module_name], "__file__", None
+        ) == str(path):
             module = sys.modules[module_name]
         else:
             sys.path.insert(0, str(path.parent))  # so the file's sibling imports work
@@ -94,19 +97,33 @@ def locate_class(obj: Any) -> Location:
         file = inspect.getsourcefile(obj)
         lines, start = inspect.getsourcelines(obj)
     except (OSError, TypeError):
-        return Location(path=f"<{getattr(obj, '__name__', 'model')}>", line=1,
-                        name=getattr(obj, "__name__", "model"))
+        return Location(
+            path=f"<{getattr(obj, '__name__', 'model')}>",
+            line=1,
+            name=getattr(obj, "__name__", "model"),
+        )
     if file is None:
         return Location(path="<unknown>", line=1, name=getattr(obj, "__name__", "model"))
     start = max(start, 1)
-    offset = next((i for i, text in enumerate(lines)
-                   if text.lstrip().startswith(("class ", "def ", "async def "))), 0)
+    offset = next(
+        (
+            i
+            for i, text in enumerate(lines)
+            if text.lstrip().startswith(("class ", "def ", "async def "))
+        ),
+        0,
+    )
     first = lines[offset].rstrip("\n") if lines else ""
     absolute = os.path.abspath(file)
     shown = os.path.relpath(absolute) if absolute.startswith(os.getcwd() + os.sep) else absolute
-    return Location(path=shown, line=start + offset, end_line=start + len(lines) - 1,
-                    name=getattr(obj, "__qualname__", "model"), end_column=len(first) + 1,
-                    file=absolute)
+    return Location(
+        path=shown,
+        line=start + offset,
+        end_line=start + len(lines) - 1,
+        name=getattr(obj, "__qualname__", "model"),
+        end_column=len(first) + 1,
+        file=absolute,
+    )
 
 
 def is_torch_defined(obj: Any) -> bool:

@@ -96,7 +96,9 @@ class _Flow:
         elif isinstance(node, (cst.Return, cst.Expr)) and node.value is not None:
             self.flow(node.value)
 
-    def _bind(self, target: cst.BaseExpression, path: SaturatingPath | None, value: cst.CSTNode) -> None:
+    def _bind(
+        self, target: cst.BaseExpression, path: SaturatingPath | None, value: cst.CSTNode
+    ) -> None:
         if isinstance(target, cst.Name):
             if path is None:
                 self.env.pop(target.value, None)
@@ -163,12 +165,16 @@ class _Flow:
             result = _longer(result, self.flow(node))
         return result
 
-    def _apply(self, path: SaturatingPath | None, activation: str, node: cst.CSTNode) -> SaturatingPath:
+    def _apply(
+        self, path: SaturatingPath | None, activation: str, node: cst.CSTNode
+    ) -> SaturatingPath:
         extended = SaturatingPath((*(path or _EMPTY).activations, activation), node)
         self.deepest = _longer(self.deepest, extended)
         return extended
 
-    def _through(self, path: SaturatingPath | None, stack: Sequence[layers.Layer], node: cst.CSTNode) -> SaturatingPath | None:
+    def _through(
+        self, path: SaturatingPath | None, stack: Sequence[layers.Layer], node: cst.CSTNode
+    ) -> SaturatingPath | None:
         for layer in stack:
             if layer.kind == layers.SATURATING and layer.activation:
                 path = self._apply(path, layer.activation, node)
@@ -190,7 +196,9 @@ class _Flow:
             if attr is not None:
                 return self._through(args, self._attribute_layers(attr), node)
             if func.attr.value in tables.SATURATING_METHODS:
-                return self._apply(self.flow(func.value), tables.SATURATING_METHODS[func.attr.value], node)
+                return self._apply(
+                    self.flow(func.value), tables.SATURATING_METHODS[func.attr.value], node
+                )
             return _longer(self.flow(func.value), args)
         if isinstance(func, cst.Name) and func.value in self.loop_layers:
             return self._through(args, self.loop_layers[func.value], node)

@@ -29,14 +29,22 @@ from gradlint.semantics.nodes import findall
 
 # Tensor methods whose result is no longer connected to the graph (name -> how it is shown).
 CUT_METHODS: dict[str, str] = {
-    "detach": ".detach()", "detach_": ".detach_()", "item": ".item()", "numpy": ".numpy()",
+    "detach": ".detach()",
+    "detach_": ".detach_()",
+    "item": ".item()",
+    "numpy": ".numpy()",
     "tolist": ".tolist()",
 }
 CUT_ATTRIBUTES: dict[str, str] = {"data": ".data"}
 NO_GRAD_CONTEXTS = frozenset(
-    {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
-     "torch.autograd.grad_mode.no_grad", "torch.autograd.inference_mode",
-     "torch.autograd.grad_mode.inference_mode"}
+    {
+        "torch.no_grad",
+        "torch.inference_mode",
+        "torch.autograd.no_grad",
+        "torch.autograd.grad_mode.no_grad",
+        "torch.autograd.inference_mode",
+        "torch.autograd.grad_mode.inference_mode",
+    }
 )
 GRAD_SWITCH = "torch.set_grad_enabled"  # a cut only with a literal False
 # `torch.tensor(t)` copies a tensor into a new leaf (PyTorch warns: use t.clone().detach()).
@@ -44,53 +52,230 @@ TENSOR_REWRAPS = frozenset({"torch.tensor"})
 
 # Results that carry no gradient whatever their input (indices, shapes, masks, new tensors).
 NON_DIFFERENTIABLE_METHODS = frozenset(
-    {"argmax", "argmin", "argsort", "size", "dim", "numel", "long", "int", "bool", "byte",
-     "eq", "ne", "gt", "lt", "ge", "le", "nonzero", "sign", "isnan", "isinf", "isfinite",
-     "any", "all", "new_zeros", "new_ones", "new_full", "new_empty", "new_tensor", "zero_",
-     "get_device", "is_contiguous", "stride", "data_ptr", "bincount", "unique"}
+    {
+        "argmax",
+        "argmin",
+        "argsort",
+        "size",
+        "dim",
+        "numel",
+        "long",
+        "int",
+        "bool",
+        "byte",
+        "eq",
+        "ne",
+        "gt",
+        "lt",
+        "ge",
+        "le",
+        "nonzero",
+        "sign",
+        "isnan",
+        "isinf",
+        "isfinite",
+        "any",
+        "all",
+        "new_zeros",
+        "new_ones",
+        "new_full",
+        "new_empty",
+        "new_tensor",
+        "zero_",
+        "get_device",
+        "is_contiguous",
+        "stride",
+        "data_ptr",
+        "bincount",
+        "unique",
+    }
 )
 NON_DIFFERENTIABLE_ATTRIBUTES = frozenset(
-    {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "grad_fn", "is_leaf",
-     "training", "layout"}
+    {
+        "shape",
+        "dtype",
+        "device",
+        "ndim",
+        "is_cuda",
+        "requires_grad",
+        "grad_fn",
+        "is_leaf",
+        "training",
+        "layout",
+    }
 )
 NON_DIFFERENTIABLE_FUNCTIONS = frozenset(
-    {"torch." + name for name in (
-        "argmax", "argmin", "argsort", "zeros", "ones", "empty", "full", "arange", "eye",
-        "linspace", "logspace", "rand", "randn", "randint", "randperm", "zeros_like",
-        "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like",
-        "bucketize", "searchsorted", "multinomial", "isnan", "isinf", "isfinite", "eq", "ne",
-        "gt", "lt", "ge", "le", "nonzero", "bernoulli", "tril_indices", "triu_indices",
-        "count_nonzero", "bincount", "unique", "numel")}
+    {
+        "torch." + name
+        for name in (
+            "argmax",
+            "argmin",
+            "argsort",
+            "zeros",
+            "ones",
+            "empty",
+            "full",
+            "arange",
+            "eye",
+            "linspace",
+            "logspace",
+            "rand",
+            "randn",
+            "randint",
+            "randperm",
+            "zeros_like",
+            "ones_like",
+            "empty_like",
+            "full_like",
+            "rand_like",
+            "randn_like",
+            "randint_like",
+            "bucketize",
+            "searchsorted",
+            "multinomial",
+            "isnan",
+            "isinf",
+            "isfinite",
+            "eq",
+            "ne",
+            "gt",
+            "lt",
+            "ge",
+            "le",
+            "nonzero",
+            "bernoulli",
+            "tril_indices",
+            "triu_indices",
+            "count_nonzero",
+            "bincount",
+            "unique",
+            "numel",
+        )
+    }
 )
 BUILTINS_WITHOUT_GRADIENT = frozenset(
-    {"int", "float", "len", "range", "bool", "round", "isinstance", "str", "print", "hasattr",
-     "type"}
+    {
+        "int",
+        "float",
+        "len",
+        "range",
+        "bool",
+        "round",
+        "isinstance",
+        "str",
+        "print",
+        "hasattr",
+        "type",
+    }
 )
 # Operators where a detached operand is the target the other side is pulled towards
 # (`z.detach() - h`, `p * z.detach()`): the commitment-loss / BYOL stop-gradient.
 TARGET_OPERATORS = (cst.Subtract, cst.Multiply, cst.Divide, cst.MatrixMultiply)
 # Lower-case factories that return a trainable network (`self.backbone = build_backbone(cfg)`).
-MODEL_FACTORY_FRAGMENTS = ("build", "create", "make", "model", "net", "encoder", "decoder",
-                           "backbone", "layer", "head", "block")
+MODEL_FACTORY_FRAGMENTS = (
+    "build",
+    "create",
+    "make",
+    "model",
+    "net",
+    "encoder",
+    "decoder",
+    "backbone",
+    "layer",
+    "head",
+    "block",
+)
 # Methods whose arguments are shapes or dimensions: only the receiver carries gradient.
 SHAPE_ARGUMENT_METHODS = frozenset(
-    {"view", "reshape", "expand", "repeat", "permute", "transpose", "flatten", "unflatten",
-     "narrow", "split", "chunk", "roll", "unsqueeze", "squeeze", "to", "type", "cuda",
-     "contiguous", "view_as", "expand_as", "reshape_as", "type_as", "repeat_interleave",
-     "movedim", "flip", "tile", "unbind", "softmax", "log_softmax", "sum", "mean", "norm",
-     "max", "min", "topk", "sort", "cumsum", "gather", "index_select", "masked_fill"}
+    {
+        "view",
+        "reshape",
+        "expand",
+        "repeat",
+        "permute",
+        "transpose",
+        "flatten",
+        "unflatten",
+        "narrow",
+        "split",
+        "chunk",
+        "roll",
+        "unsqueeze",
+        "squeeze",
+        "to",
+        "type",
+        "cuda",
+        "contiguous",
+        "view_as",
+        "expand_as",
+        "reshape_as",
+        "type_as",
+        "repeat_interleave",
+        "movedim",
+        "flip",
+        "tile",
+        "unbind",
+        "softmax",
+        "log_softmax",
+        "sum",
+        "mean",
+        "norm",
+        "max",
+        "min",
+        "topk",
+        "sort",
+        "cumsum",
+        "gather",
+        "index_select",
+        "masked_fill",
+    }
 )
 SHAPE_KEYWORDS = frozenset(
-    {"dim", "size", "shape", "dtype", "device", "out", "scale_factor", "mode", "keepdim",
-     "index", "mask", "k", "dims", "align_corners", "reduction", "ignore_index"}
+    {
+        "dim",
+        "size",
+        "shape",
+        "dtype",
+        "device",
+        "out",
+        "scale_factor",
+        "mode",
+        "keepdim",
+        "index",
+        "mask",
+        "k",
+        "dims",
+        "align_corners",
+        "reduction",
+        "ignore_index",
+    }
 )
 
 # Names of networks whose output is meant to be a constant (EMA / momentum / teacher /
 # target networks in BYOL, MoCo, DINO, DQN, RLHF reference models) and of values that are
 # targets rather than predictions: detaching them is the stop-gradient idiom.
 STOP_GRADIENT_TOKENS = frozenset(
-    {"target", "targets", "teacher", "ema", "momentum", "shadow", "frozen", "tgt", "ref",
-     "reference", "old", "avg", "average", "label", "labels", "pseudo", "gt", "prior", "k"}
+    {
+        "target",
+        "targets",
+        "teacher",
+        "ema",
+        "momentum",
+        "shadow",
+        "frozen",
+        "tgt",
+        "ref",
+        "reference",
+        "old",
+        "avg",
+        "average",
+        "label",
+        "labels",
+        "pseudo",
+        "gt",
+        "prior",
+        "k",
+    }
 )
 _INDEX_NAME = re.compile(
     r"(^|_)(idx|idxs|index|indices|indexes|ind|inds|ids|mask|masks|perm|order|argmax|"
@@ -101,9 +286,27 @@ LOSS_METHOD_FRAGMENTS = ("loss",)
 STEP_METHODS = frozenset({"forward", "training_step"})
 # Arguments of a loss computation that hold the model's predictions (parameter-dependent).
 PREDICTION_ARGUMENTS = frozenset(
-    {"pred", "preds", "prediction", "predictions", "logits", "output", "outputs", "out",
-     "y_hat", "yhat", "y_pred", "input", "inputs", "scores", "student_logits", "student_output",
-     "predicted", "log_probs", "probs"}
+    {
+        "pred",
+        "preds",
+        "prediction",
+        "predictions",
+        "logits",
+        "output",
+        "outputs",
+        "out",
+        "y_hat",
+        "yhat",
+        "y_pred",
+        "input",
+        "inputs",
+        "scores",
+        "student_logits",
+        "student_output",
+        "predicted",
+        "log_probs",
+        "probs",
+    }
 )
 FREEZE_METHODS = frozenset({"requires_grad_", "eval", "train"})
 
@@ -172,8 +375,9 @@ _EMPTY = _Flow()
 _INPUT = "input:"
 
 
-def cuts_reaching_return(index: TorchIndex, info: ModuleClass,
-                         function: cst.FunctionDef) -> list[Cut]:
+def cuts_reaching_return(
+    index: TorchIndex, info: ModuleClass, function: cst.FunctionDef
+) -> list[Cut]:
     """Cuts of parameter-dependent values that reach a `return` of `function` while the
     parameters behind them reach no return through any other path; [] when unknowable."""
     if any(is_no_grad_context(index, d.decorator) for d in function.decorators):
@@ -208,11 +412,17 @@ def cuts_reaching_return(index: TorchIndex, info: ModuleClass,
 
 
 def _is_wrapped_in_no_grad(index: TorchIndex, function: cst.FunctionDef) -> bool:
-    body = [s for s in getattr(function.body, "body", ())
-            if not m.matches(s, m.SimpleStatementLine([m.Expr(m.SimpleString())]))]
-    return bool(body) and isinstance(body[0], cst.With) and all(
-        is_no_grad_context(index, item.item) for item in body[0].items
-    ) and all(m.matches(s, m.SimpleStatementLine([m.Return()])) for s in body[1:])
+    body = [
+        s
+        for s in getattr(function.body, "body", ())
+        if not m.matches(s, m.SimpleStatementLine([m.Expr(m.SimpleString())]))
+    ]
+    return (
+        bool(body)
+        and isinstance(body[0], cst.With)
+        and all(is_no_grad_context(index, item.item) for item in body[0].items)
+        and all(m.matches(s, m.SimpleStatementLine([m.Return()])) for s in body[1:])
+    )
 
 
 @dataclass
@@ -238,16 +448,20 @@ class _Tracer:
             elif isinstance(statement, (cst.For, cst.While)):
                 if isinstance(statement, cst.For):
                     attr = self_attribute(statement.iter)
-                    items = (self._self_root(attr, used=True) if attr is not None
-                             else self.flow(statement.iter))
+                    items = (
+                        self._self_root(attr, used=True)
+                        if attr is not None
+                        else self.flow(statement.iter)
+                    )
                     self._bind(statement.target, items, False)
                 for _ in range(2):  # twice, so values carried round the loop are seen
                     self.run(statement.body.body, no_grad)
                 if statement.orelse is not None:
                     self.run(statement.orelse.body.body, no_grad)
             elif isinstance(statement, cst.With):
-                inner = no_grad or any(is_no_grad_context(self.index, item.item)
-                                       for item in statement.items)
+                inner = no_grad or any(
+                    is_no_grad_context(self.index, item.item) for item in statement.items
+                )
                 self.run(statement.body.body, inner)
             elif isinstance(statement, cst.BaseCompoundStatement):
                 for block in child_blocks(statement):
@@ -269,8 +483,11 @@ class _Tracer:
             for target in node.targets:
                 self._bind(target.target, value, no_grad or _is_detach(node.value))
         elif isinstance(node, cst.AnnAssign) and node.value is not None:
-            self._bind(node.target, self._assigned(node, node.value, no_grad),
-                       no_grad or _is_detach(node.value))
+            self._bind(
+                node.target,
+                self._assigned(node, node.value, no_grad),
+                no_grad or _is_detach(node.value),
+            )
         elif isinstance(node, cst.AugAssign) and isinstance(node.target, cst.Name):
             name = node.target.value
             value = self._assigned(node, node.value, no_grad)
@@ -300,8 +517,11 @@ class _Tracer:
     def _mutation(self, call: cst.Call) -> None:
         """`outs.append(h)`: the list now holds h."""
         func = call.func
-        if (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)
-                and func.attr.value in ("append", "extend", "insert", "add", "update")):
+        if (
+            isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Name)
+            and func.attr.value in ("append", "extend", "insert", "add", "update")
+        ):
             name = func.value.value
             for arg in call.args:
                 self.env[name] = self.env.get(name, _EMPTY) | self.flow(arg.value)
@@ -340,8 +560,10 @@ class _Tracer:
         for child in node.children:
             if isinstance(child, cst.BaseExpression):
                 result = result | self.flow(child)
-            elif isinstance(child, (cst.Element, cst.DictElement, cst.StarredElement,
-                                    cst.StarredDictElement, cst.Arg)):
+            elif isinstance(
+                child,
+                (cst.Element, cst.DictElement, cst.StarredElement, cst.StarredDictElement, cst.Arg),
+            ):
                 for grandchild in child.children:
                     if isinstance(grandchild, cst.BaseExpression):
                         result = result | self.flow(grandchild)
@@ -364,8 +586,13 @@ class _Tracer:
             return _EMPTY
         if name in TENSOR_REWRAPS and node.args:
             return _cut(node, "torch.tensor(...)", self.flow(node.args[0].value))
-        args = self._operands([a.value for a in node.args
-                               if a.keyword is None or a.keyword.value not in SHAPE_KEYWORDS])
+        args = self._operands(
+            [
+                a.value
+                for a in node.args
+                if a.keyword is None or a.keyword.value not in SHAPE_KEYWORDS
+            ]
+        )
         if name is not None:
             return args  # a torch / imported function: its result depends on its arguments
         if isinstance(func, cst.Name) and func.value in BUILTINS_WITHOUT_GRADIENT:
@@ -428,7 +655,6 @@ class _Tracer:
             return _Flow(frozenset({attr}))
         return _EMPTY
 
-
     def _is_trainable(self, value: cst.Call) -> bool:
         """`nn.Linear(...)`, `nn.Parameter(...)`, `Block(...)`, `build_backbone(cfg)`."""
         if layer_kind(self.index, value) is not None:
@@ -480,8 +706,7 @@ def frozen_attributes(info: ModuleClass) -> set[str] | None:
     """Submodules frozen in the class (`self.backbone.requires_grad_(False)`, `.eval()`,
     `p.requires_grad = False` over `self.x.parameters()`); None when `self` itself is."""
     frozen: set[str] = set()
-    for call in findall(info.node, m.Call(func=m.Attribute(attr=m.Name())
-                                             | m.Name())):
+    for call in findall(info.node, m.Call(func=m.Attribute(attr=m.Name()) | m.Name())):
         call = cst.ensure_type(call, cst.Call)
         func = call.func
         bare = _bare(func) or ""
@@ -501,8 +726,13 @@ def frozen_attributes(info: ModuleClass) -> set[str] | None:
                     frozen.add(owner)
     for loop in findall(info.node, m.For()):
         loop = cst.ensure_type(loop, cst.For)
-        if not findall(loop.body, m.Assign(targets=[m.AssignTarget(
-                m.Attribute(attr=m.Name("requires_grad")))], value=m.Name("False"))):
+        if not findall(
+            loop.body,
+            m.Assign(
+                targets=[m.AssignTarget(m.Attribute(attr=m.Name("requires_grad")))],
+                value=m.Name("False"),
+            ),
+        ):
             continue
         for call in findall(loop.iter, m.Call(func=m.Attribute(attr=m.Name()))):
             func = cst.ensure_type(cst.ensure_type(call, cst.Call).func, cst.Attribute)
@@ -527,8 +757,11 @@ def _self_root_name(node: cst.BaseExpression) -> str | None:
 # -- hand-written backward passes ------------------------------------------------------------
 
 AUTOGRAD_FUNCTION_BASES = frozenset(
-    {"torch.autograd.Function", "torch.autograd.function.Function",
-     "torch.autograd.function.InplaceFunction"}
+    {
+        "torch.autograd.Function",
+        "torch.autograd.function.Function",
+        "torch.autograd.function.InplaceFunction",
+    }
 )
 GRADCHECK_NAMES = frozenset({"gradcheck", "gradgradcheck"})
 
@@ -577,10 +810,12 @@ def is_pass_through_backward(function: cst.FunctionDef) -> bool:
     params = [p.name.value for p in function.params.params][1:]  # after ctx
     docstring = m.SimpleStatementLine([m.Expr(m.SimpleString() | m.ConcatenatedString())])
     body = [s for s in getattr(function.body, "body", ()) if not m.matches(s, docstring)]
-    while len(body) > 1 and m.matches(body[0], m.SimpleStatementLine([m.Assign(
-            targets=[m.AssignTarget(m.Name())])])):
-        assign = cst.ensure_type(cst.ensure_type(body[0], cst.SimpleStatementLine).body[0],
-                                 cst.Assign)
+    while len(body) > 1 and m.matches(
+        body[0], m.SimpleStatementLine([m.Assign(targets=[m.AssignTarget(m.Name())])])
+    ):
+        assign = cst.ensure_type(
+            cst.ensure_type(body[0], cst.SimpleStatementLine).body[0], cst.Assign
+        )
         if not _is_gradient_copy(assign.value, params):
             return False
         params.append(cst.ensure_type(assign.targets[0].target, cst.Name).value)
@@ -594,8 +829,7 @@ def is_pass_through_backward(function: cst.FunctionDef) -> bool:
         return False
     value = statement.value
     parts = [e.value for e in value.elements] if isinstance(value, cst.Tuple) else [value]
-    return all(m.matches(part, m.Name("None")) or _is_gradient_copy(part, params)
-               for part in parts)
+    return all(m.matches(part, m.Name("None")) or _is_gradient_copy(part, params) for part in parts)
 
 
 def _is_gradient_copy(node: cst.BaseExpression, params: list[str]) -> bool:
@@ -610,7 +844,9 @@ def is_test_path(path: str) -> bool:
     pure = PurePath(path)
     name = pure.name
     return (
-        name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
+        name.startswith("test_")
+        or name.endswith("_test.py")
+        or name == "conftest.py"
         or any(part in ("tests", "test", "testing") for part in pure.parts[:-1])
     )
 
@@ -618,25 +854,46 @@ def is_test_path(path: str) -> bool:
 # -- containers of layers ----------------------------------------------------------------------
 
 MODULE_CONTAINERS = frozenset(
-    {tables.MODULE_LIST, tables.MODULE_DICT, tables.SEQUENTIAL, "torch.nn.ParameterList",
-     "torch.nn.ParameterDict"}
+    {
+        tables.MODULE_LIST,
+        tables.MODULE_DICT,
+        tables.SEQUENTIAL,
+        "torch.nn.ParameterList",
+        "torch.nn.ParameterDict",
+    }
 )
 # Calls that register what they are given: containers and `add_module`-style methods.
 REGISTERING_CALLS = frozenset(
-    {"ModuleList", "ModuleDict", "Sequential", "ParameterList", "ParameterDict", "add_module",
-     "register_module", "register_parameter", "register_buffer", "setattr"}
+    {
+        "ModuleList",
+        "ModuleDict",
+        "Sequential",
+        "ParameterList",
+        "ParameterDict",
+        "add_module",
+        "register_module",
+        "register_parameter",
+        "register_buffer",
+        "setattr",
+    }
 )
 GROWTH_METHODS = frozenset({"append", "extend", "insert", "update", "setdefault"})
 # Packages whose CapWords callables are nn.Module classes (torch itself: only torch.nn).
-LAYER_PACKAGES = ("torch.nn.", "torch.ao.nn.", "torchvision.ops.", "timm.layers.",
-                  "timm.models.layers.", "torch_geometric.nn.")
+LAYER_PACKAGES = (
+    "torch.nn.",
+    "torch.ao.nn.",
+    "torchvision.ops.",
+    "timm.layers.",
+    "timm.models.layers.",
+    "torch_geometric.nn.",
+)
 NOT_LAYERS = frozenset({"Parameter", "Buffer", "UninitializedParameter", "UninitializedBuffer"})
 PARAMETER_FREE = (tables.ACTIVATION_MODULES - {"torch.nn.PReLU"}) | tables.TRANSPARENT_LAYERS
 _CAPWORDS = re.compile(r"_?[A-Z][A-Za-z0-9]*[a-z][A-Za-z0-9]*$")
 
 
 def layer_kind(index: TorchIndex, node: cst.BaseExpression) -> str | None:
-    """"layers" for a call that builds an nn.Module holding parameters, "parameters" for
+    """ "layers" for a call that builds an nn.Module holding parameters, "parameters" for
     `nn.Parameter(...)`, None for anything else or anything unsure."""
     if isinstance(node, cst.IfExp):
         return layer_kind(index, node.body) or layer_kind(index, node.orelse)
@@ -673,8 +930,10 @@ def container_items(node: cst.BaseExpression) -> tuple[str, list[cst.BaseExpress
         return "dict", [node.value]
     if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
         return container_items(node.left) or container_items(node.right)
-    if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value in (
-        "list", "dict", "tuple"
+    if (
+        isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Name)
+        and node.func.value in ("list", "dict", "tuple")
     ):
         if not node.args:
             return node.func.value, []

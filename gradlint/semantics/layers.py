@@ -12,8 +12,15 @@ from gradlint.semantics.index import TorchIndex
 
 # kinds of layer, in the order a data path sees them
 SATURATING, ACTIVATION, NORM, DENSE, RNN, EMBEDDING, TRANSPARENT, SEQUENTIAL, UNKNOWN = (
-    "saturating", "activation", "norm", "dense", "rnn", "embedding", "transparent",
-    "sequential", "unknown",
+    "saturating",
+    "activation",
+    "norm",
+    "dense",
+    "rnn",
+    "embedding",
+    "transparent",
+    "sequential",
+    "unknown",
 )
 MAX_REPEAT = 256  # literal repeats above this are not expanded (the verdict is the same)
 
@@ -57,7 +64,11 @@ def int_literal(node: cst.CSTNode) -> int | None:
 
 def range_count(node: cst.CSTNode) -> int | None:
     """How many times `range(<literals>)` iterates, or None when it is not literal."""
-    if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "range"):
+    if not (
+        isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Name)
+        and node.func.value == "range"
+    ):
         return None
     bounds = [int_literal(arg.value) for arg in node.args]
     if not bounds or None in bounds or len(bounds) > 2:

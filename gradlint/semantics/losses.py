@@ -52,16 +52,39 @@ OUTPUT_FUNCTIONS: dict[str, str] = {
     **{name: SIGMOID for name, kind in tables.SATURATING_FUNCTIONS.items() if kind == "sigmoid"},
 }
 OUTPUT_METHODS: dict[str, str] = {
-    "softmax": SOFTMAX, "log_softmax": LOG_SOFTMAX, "sigmoid": SIGMOID, "sigmoid_": SIGMOID,
+    "softmax": SOFTMAX,
+    "log_softmax": LOG_SOFTMAX,
+    "sigmoid": SIGMOID,
+    "sigmoid_": SIGMOID,
 }
 OUTPUT_MODULES: dict[str, str] = {
-    NN + "Softmax": SOFTMAX, NN + "LogSoftmax": LOG_SOFTMAX, NN + "Sigmoid": SIGMOID,
+    NN + "Softmax": SOFTMAX,
+    NN + "LogSoftmax": LOG_SOFTMAX,
+    NN + "Sigmoid": SIGMOID,
 }
 LOG_FUNCTIONS = frozenset({"torch.log", "torch.special.log"})
 # tensor methods that reshape or cast but keep what the values mean
 KEEPING_METHODS = frozenset(
-    {"view", "reshape", "squeeze", "unsqueeze", "flatten", "permute", "transpose", "contiguous",
-     "float", "double", "half", "to", "type_as", "view_as", "reshape_as", "t", "clamp", "clip"}
+    {
+        "view",
+        "reshape",
+        "squeeze",
+        "unsqueeze",
+        "flatten",
+        "permute",
+        "transpose",
+        "contiguous",
+        "float",
+        "double",
+        "half",
+        "to",
+        "type_as",
+        "view_as",
+        "reshape_as",
+        "t",
+        "clamp",
+        "clip",
+    }
 )
 # the attribute holding the last layer of torchvision / timm classifiers
 HEAD_ATTRIBUTES = ("fc", "classifier", "head")
@@ -239,7 +262,9 @@ class _Walker:
     def _call(self, call: cst.Call, scope: _Scope, path: _Path) -> None:
         name = self.index.call_name(call)
         if name in LOG_FUNCTIONS or (
-            name is None and isinstance(call.func, cst.Attribute) and call.func.attr.value == "log"
+            name is None
+            and isinstance(call.func, cst.Attribute)
+            and call.func.attr.value == "log"
             and not call.args
         ):
             operand = input_of(call) if name else cst.ensure_type(call.func, cst.Attribute).value

@@ -85,11 +85,7 @@ class ImportMap:
         base = "." * len(node.relative) + _module_text(node.module)
         for alias in node.names:
             imported = _module_text(alias.name)
-            local = (
-                _module_text(alias.asname.name)
-                if alias.asname is not None
-                else imported
-            )
+            local = _module_text(alias.asname.name) if alias.asname is not None else imported
             joined = f"{base}.{imported}" if not base.endswith(".") else base + imported
             self.aliases[local] = joined
 

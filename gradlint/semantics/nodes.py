@@ -26,11 +26,30 @@ def _all_subclasses(cls: type) -> set[type]:
 
 
 _TRIVIA_BASES: tuple[type, ...] = (
-    cst.BaseParenthesizableWhitespace, cst.Newline, cst.EmptyLine, cst.TrailingWhitespace,
-    cst.Comment, cst.Comma, cst.Semicolon, cst.Colon, cst.Dot, cst.LeftParen, cst.RightParen,
-    cst.LeftSquareBracket, cst.RightSquareBracket, cst.LeftCurlyBrace, cst.RightCurlyBrace,
-    cst.AssignEqual, cst.ImportStar, cst.ParamStar, cst.ParamSlash, cst.BaseBinaryOp,
-    cst.BaseUnaryOp, cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseAugOp,
+    cst.BaseParenthesizableWhitespace,
+    cst.Newline,
+    cst.EmptyLine,
+    cst.TrailingWhitespace,
+    cst.Comment,
+    cst.Comma,
+    cst.Semicolon,
+    cst.Colon,
+    cst.Dot,
+    cst.LeftParen,
+    cst.RightParen,
+    cst.LeftSquareBracket,
+    cst.RightSquareBracket,
+    cst.LeftCurlyBrace,
+    cst.RightCurlyBrace,
+    cst.AssignEqual,
+    cst.ImportStar,
+    cst.ParamStar,
+    cst.ParamSlash,
+    cst.BaseBinaryOp,
+    cst.BaseUnaryOp,
+    cst.BaseBooleanOp,
+    cst.BaseCompOp,
+    cst.BaseAugOp,
 )
 TRIVIA: frozenset[type] = frozenset(
     cls for base in _TRIVIA_BASES for cls in (base, *_all_subclasses(base))

@@ -48,7 +48,9 @@ def output_activation(index: TorchIndex, info: ModuleClass) -> str | None:
     forward = info.forward
     if forward is None:
         return None
-    kinds = {_ends_in(index, info, ret.value) for ret in find(forward, cst.Return, into_functions=False)}
+    kinds = {
+        _ends_in(index, info, ret.value) for ret in find(forward, cst.Return, into_functions=False)
+    }
     if len(kinds) == 1:
         return kinds.pop()
     return None

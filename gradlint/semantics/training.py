@@ -191,9 +191,11 @@ class TrainingFacts:
     def _attribute_rnn(self, key: str, where: Function) -> str:
         """The RNN in `model.encoder` when `model` is a local class; "" (quiet) otherwise."""
         base, attr = key.rsplit(".", 1)
-        names = [self.walk.owner.get(where)] if base == "self" and where is not None else [
-            recurrent.local_class(self.index, v) for v, _ in self._pairs(base, where)
-        ]
+        names = (
+            [self.walk.owner.get(where)]
+            if base == "self" and where is not None
+            else [recurrent.local_class(self.index, v) for v, _ in self._pairs(base, where)]
+        )
         info = self.index.module_classes.get(names[0] or "") if len(names) == 1 else None
         value = info.attrs.get(attr) if info is not None else None
         return (recurrent.rnn_in_expr(self.index, value) or "") if value is not None else ""
@@ -233,10 +235,18 @@ class TrainingFacts:
                 for e in events[backward + 1 : i]
             )
             epoch = any(mentions_epoch(loop) for loop in event.loops)
-            self.steps.append(TrainingStep(
-                events[backward].call, event.call, expr, built, event.loops, epoch, clipped,
-                function,
-            ))
+            self.steps.append(
+                TrainingStep(
+                    events[backward].call,
+                    event.call,
+                    expr,
+                    built,
+                    event.loops,
+                    epoch,
+                    clipped,
+                    function,
+                )
+            )
 
     def _stepped_optimizer(
         self, call: cst.Call, function: Function

@@ -26,10 +26,27 @@ CLEAR_CALL_FRAGMENTS = ("zero_grad", "clear_grad", "cleargrad", "zerograd")
 CLEAR_GRAD_METHODS = frozenset({"zero_", "fill_"})
 # GradScaler / Accelerate methods that take the optimizer but never clear its gradients.
 NON_CLEARING_METHODS = frozenset(
-    {"step", "unscale_", "update", "scale", "backward", "clip_grad_norm_", "clip_grad_value_",
-     "prepare", "prepare_optimizer", "get_last_lr", "state_dict", "load_state_dict",
-     "add_param_group", "clip_gradients", "toggle_optimizer", "untoggle_optimizer",
-     "manual_backward", "log", "log_dict"}
+    {
+        "step",
+        "unscale_",
+        "update",
+        "scale",
+        "backward",
+        "clip_grad_norm_",
+        "clip_grad_value_",
+        "prepare",
+        "prepare_optimizer",
+        "get_last_lr",
+        "state_dict",
+        "load_state_dict",
+        "add_param_group",
+        "clip_gradients",
+        "toggle_optimizer",
+        "untoggle_optimizer",
+        "manual_backward",
+        "log",
+        "log_dict",
+    }
 )
 # Names that hold a sequence length: `seq_len`, `MAX_LEN`, `window`, `n_steps`, `block_size`.
 _SEQUENCE_LENGTH = re.compile(
@@ -90,8 +107,10 @@ def clears_gradients(
         if is_clearing(node, others):
             return True
         helper = local_function(index, node) if depth > 0 else None
-        if helper is not None and helper is not region and clears_gradients(
-            index, helper, others, depth - 1
+        if (
+            helper is not None
+            and helper is not region
+            and clears_gradients(index, helper, others, depth - 1)
         ):
             return True
     return False
@@ -190,18 +209,39 @@ LR_LIMITS: dict[str, LrLimit] = {
 }
 # Optimizer class (short name, after `Fused`/`Paged` prefixes and `8bit` suffixes) -> family.
 OPTIMIZER_FAMILIES = {
-    "SGD": "sgd", "ASGD": "sgd", "Adam": "adam", "AdamW": "adam", "Adamax": "adam",
-    "NAdam": "adam", "RAdam": "adam", "SparseAdam": "adam", "RMSprop": "rmsprop",
-    "Adagrad": "adagrad", "Adadelta": "adadelta",
+    "SGD": "sgd",
+    "ASGD": "sgd",
+    "Adam": "adam",
+    "AdamW": "adam",
+    "Adamax": "adam",
+    "NAdam": "adam",
+    "RAdam": "adam",
+    "SparseAdam": "adam",
+    "RMSprop": "rmsprop",
+    "Adagrad": "adagrad",
+    "Adadelta": "adadelta",
 }
 # timm's `create_optimizer_v2(model, opt="adamw", lr=...)` names -> family.
 FACTORY_FAMILIES = {
-    "sgd": "sgd", "momentum": "sgd", "nesterov": "sgd", "adam": "adam", "adamw": "adam",
-    "nadam": "adam", "nadamw": "adam", "radam": "adam", "adamax": "adam",
-    "rmsprop": "rmsprop", "rmsproptf": "rmsprop", "adagrad": "adagrad", "adadelta": "adadelta",
+    "sgd": "sgd",
+    "momentum": "sgd",
+    "nesterov": "sgd",
+    "adam": "adam",
+    "adamw": "adam",
+    "nadam": "adam",
+    "nadamw": "adam",
+    "radam": "adam",
+    "adamax": "adam",
+    "rmsprop": "rmsprop",
+    "rmsproptf": "rmsprop",
+    "adagrad": "adagrad",
+    "adadelta": "adadelta",
 }
 OPTIMIZER_MODULES = (
-    "torch.optim.", "bitsandbytes.optim.", "apex.optimizers.", "transformers.",
+    "torch.optim.",
+    "bitsandbytes.optim.",
+    "apex.optimizers.",
+    "transformers.",
     "deepspeed.ops.adam.",
 )
 # Schedulers that overwrite the optimizer's lr with their own absolute values (the

@@ -98,8 +98,9 @@ class _Collector:
                 for block in child_blocks(statement):
                     self.block(block, inner)
             elif isinstance(statement, (cst.For, cst.While)):
-                looped = _Where(where.function, (*where.loops, statement), None,
-                                where.in_module_class)
+                looped = _Where(
+                    where.function, (*where.loops, statement), None, where.in_module_class
+                )
                 for block in child_blocks(statement):
                     self.block(block, looped)
             elif isinstance(statement, cst.BaseCompoundStatement):
@@ -153,8 +154,10 @@ class _Collector:
             bare and any(part in bare.lower() for part in tables.SCHEDULE_CALL_FRAGMENTS)
         ):
             self.walk.has_lr_schedule = True
-        elif isinstance(node.func, cst.Attribute) and bare == "step" and _names_scheduler(
-            node.func.value
+        elif (
+            isinstance(node.func, cst.Attribute)
+            and bare == "step"
+            and _names_scheduler(node.func.value)
         ):
             self.walk.has_lr_schedule = True  # `lr_sched.step()` built by code not seen here
 
@@ -215,8 +218,9 @@ def wraps(value: cst.BaseExpression, key: str) -> bool:
 def _is_lr_subscript(target: cst.BaseExpression) -> bool:
     return m.matches(
         target,
-        m.Subscript(slice=[m.SubscriptElement(m.Index(
-            m.SimpleString('"lr"') | m.SimpleString("'lr'")))]),
+        m.Subscript(
+            slice=[m.SubscriptElement(m.Index(m.SimpleString('"lr"') | m.SimpleString("'lr'")))]
+        ),
     )
 
 
@@ -259,8 +263,10 @@ def _calls_in(expr: cst.BaseExpression, depth: int) -> Iterator[cst.Call]:
 
 
 def _mentions_scheduler(node: cst.CSTNode) -> bool:
-    return any("schedul" in cst.ensure_type(s, cst.SimpleString).value
-               for s in findall(node, m.SimpleString()))
+    return any(
+        "schedul" in cst.ensure_type(s, cst.SimpleString).value
+        for s in findall(node, m.SimpleString())
+    )
 
 
 def mentions_epoch(loop: Loop) -> bool:
