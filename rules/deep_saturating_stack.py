@@ -3,7 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import forward_paths, layers, tables
+from gradlint.semantics import forward_paths, layers
 from gradlint.semantics.index import ModuleClass, self_attribute
 
 
@@ -219,21 +219,11 @@ class DeepSaturatingStack(Rule):
         ),
     ]
 
-    _sequential_depth = 0  # how many nn.Sequential(...) calls enclose the current node
-
     def visit_Call(self, node: cst.Call) -> None:
-        if self.index.call_name(node) != tables.SEQUENTIAL:
-            return  # only nn.Sequential literals hold a visible stack
-        self._sequential_depth += 1
-        if self._sequential_depth > 1:
-            return  # a nested Sequential is judged as part of the outer one
-        stack = layers.sequence(self.index, node)
-        if stack is not None:
-            self._check(node, stack)
-
-    def leave_Call(self, node: cst.Call) -> None:
-        if self.index.call_name(node) == tables.SEQUENTIAL:
-            self._sequential_depth -= 1
+        stack = layers.outer_sequence(self.index, node)
+        if stack is None:
+            return  # not an outermost nn.Sequential literal, or its contents are unknowable
+        self._check(node, stack)
 
     def visit_For(self, node: cst.For) -> None:
         built = layers.loop_built_stack(self.index, node)

@@ -245,20 +245,11 @@ class MissingNormalization(Rule):
         ),
     ]
 
-    _sequential_depth = 0  # how many nn.Sequential(...) calls enclose the current node
-
     def visit_Call(self, node: cst.Call) -> None:
-        if self.index.call_name(node) != tables.SEQUENTIAL:
-            return  # only nn.Sequential literals hold a visible stack
-        self._sequential_depth += 1
-        if self._sequential_depth == 1:
-            stack = layers.sequence(self.index, node)
-            if stack is not None:
-                self._check(node, stack)
-
-    def leave_Call(self, node: cst.Call) -> None:
-        if self.index.call_name(node) == tables.SEQUENTIAL:
-            self._sequential_depth -= 1
+        stack = layers.outer_sequence(self.index, node)
+        if stack is None:
+            return  # not an outermost nn.Sequential literal, or its contents are unknowable
+        self._check(node, stack)
 
     def visit_For(self, node: cst.For) -> None:
         built = layers.loop_built_stack(self.index, node)

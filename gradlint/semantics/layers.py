@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import libcst as cst
 
 from gradlint.semantics import tables
-from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.index import PerFile, TorchIndex
+from gradlint.semantics.nodes import find
 
 # kinds of layer, in the order a data path sees them
 SATURATING, ACTIVATION, NORM, DENSE, RNN, EMBEDDING, TRANSPARENT, SEQUENTIAL, UNKNOWN = (
@@ -228,3 +229,25 @@ def module_list_size(index: TorchIndex, node: cst.CSTNode) -> tuple[int, list[La
     if inner is None or any(item is not items[0] for item in items):
         return None  # a list of different layers is not a repeated stack
     return len(items), inner
+
+
+_OUTER: PerFile[dict[cst.CSTNode, list[Layer] | None]] = PerFile("layers._OUTER")
+
+
+def outer_sequence(index: TorchIndex, node: cst.CSTNode) -> list[Layer] | None:
+    """The flattened layers of an `nn.Sequential(...)` literal that is not itself an item of
+    another one (a nested Sequential is judged as part of the outer); None otherwise.
+
+    Call it in pre-order (as the engine's walk does): the outer literal is seen first and
+    marks the ones nested in it. The result is shared by every rule that asks.
+    """
+    if not isinstance(node, cst.Call) or index.call_name(node) != tables.SEQUENTIAL:
+        return None
+    known = _OUTER.setdefault(index, {})
+    if node in known:
+        return known[node]
+    for inner in find(node, cst.Call):
+        if index.call_name(inner) == tables.SEQUENTIAL:
+            known[inner] = None  # judged with this one
+    known[node] = sequence(index, node)
+    return known[node]

@@ -1,0 +1,34 @@
+"""Snippet tests of the shared layer helpers."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from gradlint.semantics import layers
+from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.nodes import find
+
+
+def _sequentials(source: str) -> tuple[TorchIndex, list[cst.Call]]:
+    module = cst.parse_module(source)
+    index = TorchIndex(module)
+    calls = [c for c in find(module, cst.Call) if index.call_name(c) == "torch.nn.Sequential"]
+    return index, calls
+
+
+def test_outer_sequence_flattens_nested_literals_once() -> None:
+    index, (outer, inner) = _sequentials(
+        "from torch import nn\n"
+        "net = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.Tanh(), nn.Linear(2, 2)))\n"
+    )
+    stack = layers.outer_sequence(index, outer)
+    assert [layer.kind for layer in stack or []] == ["dense", "saturating", "dense"]
+    assert layers.outer_sequence(index, inner) is None  # judged with the outer one
+    assert layers.outer_sequence(index, outer) is stack  # shared, not rebuilt
+
+
+def test_outer_sequence_with_another_spelling_and_unknowable_contents() -> None:
+    index, (call,) = _sequentials("import torch.nn as tnn\nnet = tnn.Sequential(*layers)\n")
+    assert layers.outer_sequence(index, call) is None  # `*layers`: built elsewhere
+    other, _ = _sequentials("from mylib import Sequential\nnet = Sequential()\n")
+    assert layers.outer_sequence(other, cst.parse_expression("Sequential()")) is None
