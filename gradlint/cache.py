@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gradlint import __version__
-from gradlint.findings import Edit, FileResult, Finding, Fix, Severity
+from gradlint.findings import Edit, FileResult, Finding, Fix, Severity, finding_as_dict
 from gradlint.project import FileSummary
 
 CACHE_DIR_NAME = ".gradlint_cache"
@@ -82,17 +82,6 @@ def clean(folder: Path) -> bool:
     return True
 
 
-def finding_to_json(finding: Finding) -> dict[str, Any]:
-    data = {k: v for k, v in vars(finding).items() if k != "fix"}
-    data["severity"] = finding.severity.value
-    data["fix"] = (
-        None
-        if finding.fix is None
-        else {"message": finding.fix.message, "edits": [vars(e) for e in finding.fix.edits]}
-    )
-    return data
-
-
 def finding_from_json(data: dict[str, Any]) -> Finding:
     fix = data.get("fix")
     return Finding(
@@ -105,7 +94,7 @@ def finding_from_json(data: dict[str, Any]) -> Finding:
 def result_to_json(result: FileResult) -> dict[str, Any]:
     return {
         "path": result.path,
-        "findings": [finding_to_json(f) for f in result.findings],
+        "findings": [finding_as_dict(f) for f in result.findings],
         "skipped": result.skipped,
         "source_lines": list(result.source_lines),
         "summary": None if result.summary is None else result.summary.to_json(),

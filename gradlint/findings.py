@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gradlint.project import FileSummary
@@ -74,3 +74,10 @@ class FileResult:
     summary: FileSummary | None = field(default=None, repr=False, compare=False)
     # notebooks: 0-based index in `source_lines` where each code cell starts
     cell_starts: tuple[int, ...] = field(default=(), repr=False, compare=False)
+
+
+def finding_as_dict(finding: Finding) -> dict[str, Any]:
+    """A finding as plain JSON-ready data (the JSON output and the cache share it)."""
+    data = asdict(finding)
+    data["severity"] = finding.severity.value
+    return data

@@ -95,7 +95,3 @@ def write_atomically(path: Path, text: str, encoding: str = "utf-8") -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-def fix_as_json(fix: Fix) -> dict[str, object]:
-    return {"message": fix.message, "edits": [vars(e) for e in fix.edits]}
