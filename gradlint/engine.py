@@ -18,6 +18,7 @@ from gradlint.project import Deferred, FileSummary, module_name
 from gradlint.registry import ENGINE_CODES, is_selected, options_for, selected_rules, severity_for
 from gradlint.rule import Rule, RuleContext
 from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.nodes import indexed
 from gradlint.semantics.summary import class_facts
 from gradlint.suppression import has_skip_file, ignored_by_path, is_suppressed, noqa_lines
 from gradlint.traversal import Dispatcher
@@ -76,18 +77,19 @@ def lint_source(
         return unreadable(path, f"syntax error: {message}", config, line, column)
     except RecursionError:
         return unreadable(path, "file is nested too deeply to parse", config)
-    findings, index, deferred = _run_rules(tree, path, config, chosen, text)
     noqa = noqa_lines(text)
     name, is_package = module if module is not None else module_name(Path(path))
-    summary = FileSummary(
-        path=path,
-        module=name,
-        is_package=is_package,
-        imports=dict(index.names.aliases),
-        classes=class_facts(index, text) if index.module_classes else {},
-        deferred=tuple(deferred),
-        noqa={line: tuple(codes) for line, codes in noqa.items()},
-    )
+    with indexed(tree):
+        findings, index, deferred = _run_rules(tree, path, config, chosen, text)
+        summary = FileSummary(
+            path=path,
+            module=name,
+            is_package=is_package,
+            imports=dict(index.names.aliases),
+            classes=class_facts(index, text) if index.module_classes else {},
+            deferred=tuple(deferred),
+            noqa={line: tuple(codes) for line, codes in noqa.items()},
+        )
     return _finish(path, text, findings, config, noqa, summary)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import libcst as cst
 
 from gradlint.rule import Rule
-from gradlint.semantics.nodes import TRIVIA, fields
+from gradlint.semantics.nodes import NODE_TYPES, TRIVIA, child_fields
 
 Handler = Callable[[cst.CSTNode], object]
 
@@ -40,6 +40,8 @@ class Dispatcher:
                 table.setdefault(attr.split("_", 1)[1], []).append((rule, getattr(rule, attr)))
         wanted = set(self.visits) | set(self.leaves)
         self.skip = frozenset(cls for cls in TRIVIA if cls.__name__ not in wanted)
+        self.walkable = NODE_TYPES - self.skip
+        self.plans: dict[type, tuple[str, ...]] = {}
 
     def walk(self, node: cst.CSTNode) -> None:
         name = type(node).__name__
@@ -47,16 +49,19 @@ class Dispatcher:
         if handlers:
             for rule, handler in handlers:
                 self._call(rule, handler, node)
-        skip = self.skip
+        walkable = self.walkable
         cls = type(node)
-        for field in fields(cls):
+        plan = self.plans.get(cls)
+        if plan is None:
+            plan = self.plans[cls] = child_fields(cls, self.skip)
+        for field in plan:
             value = getattr(node, field)
             kind = type(value)
             if kind is tuple or kind is list:
                 for item in value:
-                    if type(item) not in skip and isinstance(item, cst.CSTNode):
+                    if type(item) in walkable:
                         self.walk(item)
-            elif kind not in skip and isinstance(value, cst.CSTNode):
+            elif kind in walkable:
                 self.walk(value)
         handlers = self.leaves.get(name)
         if handlers:

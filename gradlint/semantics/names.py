@@ -37,12 +37,17 @@ def canonical(name: str) -> str:
 
 def dotted_name(node: cst.BaseExpression) -> str | None:
     """`a.b.c` as text, or None when the expression is not a plain dotted name."""
-    if isinstance(node, cst.Name):
+    parts: list[str] = []
+    while type(node) is cst.Attribute:
+        parts.append(node.attr.value)
+        node = node.value
+    if type(node) is not cst.Name:
+        return None
+    if not parts:
         return node.value
-    if isinstance(node, cst.Attribute):
-        head = dotted_name(node.value)
-        return None if head is None else f"{head}.{node.attr.value}"
-    return None
+    parts.append(node.value)
+    parts.reverse()
+    return ".".join(parts)
 
 
 def _module_text(node: cst.BaseExpression | None) -> str:
@@ -54,6 +59,7 @@ class ImportMap:
 
     def __init__(self, module: cst.Module) -> None:
         self.aliases: dict[str, str] = {}
+        self._resolved: dict[str, str | None] = {}  # spelling -> qualified name
         self._collect(module.body)
 
     def _collect(self, statements: Sequence[cst.CSTNode]) -> None:
@@ -91,14 +97,19 @@ class ImportMap:
 
     def resolve(self, node: cst.BaseExpression) -> str | None:
         """The qualified name `node` refers to, or None when it is not an imported name."""
-        text = dotted_name(node)
+        text = node.value if type(node) is cst.Name else dotted_name(node)
         if text is None:
             return None
+        try:
+            return self._resolved[text]
+        except KeyError:
+            pass
         head, _, rest = text.partition(".")
         target = self.aliases.get(head)
-        if target is None:
-            return None
-        return canonical(f"{target}.{rest}" if rest else target)
+        if target is not None:
+            target = canonical(f"{target}.{rest}" if rest else target)
+        self._resolved[text] = target
+        return target
 
 
 def child_blocks(statement: cst.CSTNode) -> Iterator[Sequence[cst.CSTNode]]:

@@ -8,7 +8,11 @@ rule cares about, in source order.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
+from bisect import bisect_left
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import libcst as cst
@@ -59,6 +63,12 @@ TRIVIA: frozenset[type] = frozenset(
 _LATE = ("body", "orelse", "handlers", "finalbody")
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
+# Every concrete node class: `type(x) in NODE_TYPES` is several times cheaper than
+# `isinstance(x, cst.CSTNode)`, which goes through the ABC machinery.
+NODE_TYPES: frozenset[type] = frozenset(
+    cls for cls in _all_subclasses(cst.CSTNode) if not getattr(cls, "__abstractmethods__", None)
+)
+
 
 def fields(cls: type) -> tuple[str, ...]:
     """The fields of a node class in source order (decorators first, bodies last)."""
@@ -72,17 +82,69 @@ def fields(cls: type) -> tuple[str, ...]:
     return order
 
 
+def child_fields(cls: type, skip: frozenset[type] = TRIVIA) -> tuple[str, ...]:
+    """The fields of `cls`, in source order, that can hold a node whose type is not in `skip`.
+
+    Whitespace, comma and bracket fields are dropped once per class from the declared types,
+    so walks never fetch them. A field whose type cannot be read is kept.
+    """
+    plans = _PLANS.get(skip)
+    if plans is None:
+        plans = _PLANS[skip] = {}
+    plan = plans.get(cls)
+    if plan is None:
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # an annotation that does not resolve: keep every field
+            hints = {}
+        plan = tuple(
+            name for name in fields(cls) if name not in hints or _may_hold(hints[name], skip)
+        )
+        plans[cls] = plan
+    return plan
+
+
+_PLANS: dict[frozenset[type], dict[type, tuple[str, ...]]] = {}
+_PLAN: dict[type, tuple[str, ...]] = {}  # for the default skip set, filled as classes are met
+
+
+def _plan(cls: type) -> tuple[str, ...]:
+    plan = _PLAN.get(cls)
+    if plan is None:
+        plan = _PLAN[cls] = child_fields(cls)
+    return plan
+
+
+def _may_hold(hint: object, skip: frozenset[type]) -> bool:
+    """Whether a field annotated `hint` can hold a node class outside `skip`."""
+    if isinstance(hint, type):
+        if not issubclass(hint, cst.CSTNode):
+            return False
+        return any(cls not in skip for cls in (hint, *_all_subclasses(hint)))
+    args = typing.get_args(hint)
+    if not args:
+        return not isinstance(hint, (str, typing.TypeVar)) and hint is not None
+    return any(_may_hold(arg, skip) for arg in args)
+
+
 def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     """Direct children that are not trivia, in source order."""
-    for name in fields(type(node)):
+    cls = type(node)
+    plan = _PLAN.get(cls)
+    if plan is None:
+        plan = _plan(cls)
+    for name in plan:
         value = getattr(node, name)
         kind = type(value)
         if kind is tuple or kind is list:
             for item in value:
-                if type(item) not in TRIVIA and isinstance(item, cst.CSTNode):
+                if type(item) in _WALKABLE:
                     yield item
-        elif kind not in TRIVIA and isinstance(value, cst.CSTNode):
+        elif kind in _WALKABLE:
             yield value
+
+
+_WALKABLE: frozenset[type] = NODE_TYPES - TRIVIA
 
 
 def descendants(node: cst.CSTNode, *, into_functions: bool = True) -> Iterator[cst.CSTNode]:
@@ -106,24 +168,54 @@ def descendants(node: cst.CSTNode, *, into_functions: bool = True) -> Iterator[c
 
 def find(node: cst.CSTNode, kind: type[N], *, into_functions: bool = True) -> Iterator[N]:
     """Descendants of one node type, in source order."""
+    if into_functions:
+        table = _table_for(node)
+        if table is not None:
+            yield from table.under(node, (kind,), include_self=False)  # type: ignore[misc]
+            return
     for current in descendants(node, into_functions=into_functions):
         if isinstance(current, kind):
             yield current
 
 
 def findall(tree: cst.CSTNode, matcher: object) -> list[cst.CSTNode]:
-    """`libcst.matchers.findall` on the fast walk: every node under (and including) `tree`
-    that matches, in source order. Candidates are filtered by node type before matching."""
+    """Every node under (and including) `tree` that matches, in source order.
+
+    `matcher` is a node class, a tuple of node classes, or a `libcst.matchers` matcher.
+    Inside the file being linted, candidates come from its node table (no walk at all).
+    """
+    if isinstance(matcher, type) or isinstance(matcher, tuple):
+        kinds: tuple[type, ...] = matcher if isinstance(matcher, tuple) else (matcher,)
+        check = None
+    else:
+        wanted = _matcher_types(matcher)
+        kinds = () if wanted is None else tuple(getattr(cst, name) for name in sorted(wanted))
+        check = None if _is_bare(matcher) else matcher
+    table = _table_for(tree) if kinds else None
+    if table is not None:
+        candidates: list[cst.CSTNode] = table.under(tree, kinds, include_self=True)
+    else:
+        everything = (tree, *descendants(tree))
+        candidates = [n for n in everything if not kinds or isinstance(n, kinds)]
+    if check is None:
+        return candidates
     import libcst.matchers as m
 
-    wanted = _matcher_types(matcher)
-    found = []
-    for node in (tree, *descendants(tree)):
-        if wanted is not None and type(node).__name__ not in wanted:
-            continue
-        if m.matches(node, matcher):  # type: ignore[arg-type]
-            found.append(node)
-    return found
+    return [node for node in candidates if m.matches(node, check)]  # type: ignore[arg-type]
+
+
+def _is_bare(matcher: object) -> bool:
+    """`m.Call()`: a matcher that only asks for a node type."""
+    import libcst.matchers as m
+
+    if isinstance(matcher, m.OneOf):
+        return all(_is_bare(option) for option in matcher.options)
+    if not dataclasses.is_dataclass(matcher):
+        return False
+    return all(
+        isinstance(getattr(matcher, f.name), m.DoNotCareSentinel)
+        for f in dataclasses.fields(matcher)
+    )
 
 
 def _matcher_types(matcher: object) -> frozenset[str] | None:
@@ -140,6 +232,95 @@ def _matcher_types(matcher: object) -> frozenset[str] | None:
         return frozenset(names)
     name = type(matcher).__name__
     return frozenset({name}) if isinstance(getattr(cst, name, None), type) else None
+
+
+class NodeTable:
+    """Every non-trivia node of one tree in source (pre)order, by type, with the span of each
+    node's subtree: "the calls under this function" becomes two binary searches, not a walk."""
+
+    def __init__(self, root: cst.CSTNode) -> None:
+        self.order: list[cst.CSTNode] = []
+        self.span: dict[int, tuple[int, int]] = {}  # id(node) -> (its index, end of subtree)
+        self.by_type: dict[type, list[int]] = {}
+        self._add(root)
+
+    def _add(self, node: cst.CSTNode) -> None:
+        order = self.order
+        start = len(order)
+        order.append(node)
+        cls = type(node)
+        positions = self.by_type.get(cls)
+        if positions is None:
+            positions = self.by_type[cls] = []
+        positions.append(start)
+        plan = _PLAN.get(cls)
+        if plan is None:
+            plan = _plan(cls)
+        for name in plan:
+            value = getattr(node, name)
+            kind = type(value)
+            if kind is tuple or kind is list:
+                for item in value:
+                    if type(item) in _WALKABLE:
+                        self._add(item)
+            elif kind in _WALKABLE:
+                self._add(value)
+        self.span[id(node)] = (start, len(order))
+
+    def holds(self, node: cst.CSTNode) -> bool:
+        span = self.span.get(id(node))
+        return span is not None and self.order[span[0]] is node
+
+    def under(
+        self, node: cst.CSTNode, kinds: tuple[type, ...], *, include_self: bool
+    ) -> list[cst.CSTNode]:
+        start, end = self.span[id(node)]
+        if not include_self:
+            start += 1
+        hits: list[int] = []
+        for kind in kinds:
+            for cls in _concrete(kind):
+                positions = self.by_type.get(cls)
+                if positions:
+                    hits.extend(
+                        positions[bisect_left(positions, start) : bisect_left(positions, end)]
+                    )
+        if len(kinds) > 1 or len(_concrete(kinds[0])) > 1:
+            hits.sort()
+        order = self.order
+        return [order[i] for i in hits]
+
+
+@functools.cache
+def _concrete(kind: type) -> tuple[type, ...]:
+    """The concrete node classes that are `kind` or derive from it."""
+    return tuple(cls for cls in (kind, *_all_subclasses(kind)) if cls in NODE_TYPES)
+
+
+_ROOT: list[cst.CSTNode] = []  # the tree being linted, while it is
+_TABLE: list[NodeTable] = []
+
+
+@contextmanager
+def indexed(root: cst.CSTNode) -> Iterator[None]:
+    """While `root` is linted, `find` and `findall` under it use a node table (built on first
+    use) instead of walking."""
+    _ROOT[:] = [root]
+    _TABLE.clear()
+    try:
+        yield
+    finally:
+        _ROOT.clear()
+        _TABLE.clear()
+
+
+def _table_for(node: cst.CSTNode) -> NodeTable | None:
+    if not _ROOT:
+        return None
+    if not _TABLE:
+        _TABLE.append(NodeTable(_ROOT[0]))
+    table = _TABLE[0]
+    return table if table.holds(node) else None
 
 
 def walk_visitor(tree: cst.CSTNode, visitor: object) -> None:
