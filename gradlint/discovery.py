@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from gradlint.config import DEFAULT_EXCLUDE, Config
-from gradlint.suppression import path_matches
+from gradlint.suppression import path_matcher
 
 SUFFIXES = (".py", ".pyi", ".ipynb")
 SKIPPED_FOLDERS = frozenset({".ipynb_checkpoints"})  # Jupyter's autosaved copies
@@ -25,11 +25,13 @@ def relative_to_root(path: Path, root: Path) -> str:
 
 
 def is_excluded(path: Path, config: Config) -> bool:
-    relative = relative_to_root(path, config.root)
+    return _excluded(relative_to_root(path, config.root), config)
+
+
+def _excluded(relative: str, config: Config) -> bool:
     # the built-in excludes always apply (the spec adds `exclude` to them); naming a folder
     # or file on the command line still lints it
-    patterns = (*DEFAULT_EXCLUDE, *config.exclude, *config.extend_exclude)
-    return any(path_matches(relative, pattern) for pattern in patterns)
+    return path_matcher((*DEFAULT_EXCLUDE, *config.exclude, *config.extend_exclude))(relative)
 
 
 def _is_virtualenv(folder: str) -> bool:
@@ -51,15 +53,16 @@ def discover(paths: Sequence[Path], config: Config) -> list[Path]:
 
 def _walk(top: Path, config: Config) -> Iterable[Path]:
     for folder, dirs, files in os.walk(top):
+        # paths below a folder are matched by their place in the tree (one resolve per folder)
+        where = relative_to_root(Path(folder), config.root)
+        prefix = "" if where == "." else where + "/"
         kept = []
         for name in sorted(dirs):
             full = os.path.join(folder, name)
-            if name in SKIPPED_FOLDERS or is_excluded(Path(full), config) or _is_virtualenv(full):
+            if name in SKIPPED_FOLDERS or _excluded(prefix + name, config) or _is_virtualenv(full):
                 continue
             kept.append(name)
         dirs[:] = kept
         for name in sorted(files):
-            if name.endswith(SUFFIXES):
-                path = Path(folder, name)
-                if not is_excluded(path, config):
-                    yield path
+            if name.endswith(SUFFIXES) and not _excluded(prefix + name, config):
+                yield Path(folder, name)

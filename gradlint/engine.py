@@ -79,8 +79,9 @@ def lint_source(
         return unreadable(path, "file is nested too deeply to parse", config)
     noqa = noqa_lines(text)
     name, is_package = module if module is not None else module_name(Path(path))
+    needed = [rule for rule in chosen if not rule.NEEDS or any(w in text for w in rule.NEEDS)]
     with indexed(tree):
-        findings, index, deferred = _run_rules(tree, path, config, chosen, text)
+        findings, index, deferred = _run_rules(tree, path, config, needed, text)
         summary = FileSummary(
             path=path,
             module=name,

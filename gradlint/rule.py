@@ -83,6 +83,10 @@ class Rule:
     OPTIONS: ClassVar[dict[str, Any]] = {}
     VALID: ClassVar[list[Valid]] = []
     INVALID: ClassVar[list[Invalid]] = []
+    # Words a file must contain at least one of for this rule to be able to report anything
+    # there (every spelling that reaches what the rule looks for, imports included). The
+    # engine skips the rule on other files without parsing anything for it. Empty: every file.
+    NEEDS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, context: RuleContext) -> None:
         self.context = context

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import io
 import re
 import tokenize
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from pathlib import PurePath
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from gradlint.findings import Finding
 
@@ -62,12 +62,29 @@ def is_suppressed(finding: Finding, noqa: Mapping[int, Collection[str]]) -> bool
 
 def path_matches(relative: str, pattern: str) -> bool:
     """gitignore-like matching: a pattern without '/' matches the last path component."""
-    if "/" not in pattern.rstrip("/"):
-        return fnmatch.fnmatchcase(PurePath(relative).name, pattern.rstrip("/"))
-    pattern = pattern.removeprefix("./")
-    return fnmatch.fnmatchcase(relative, pattern) or fnmatch.fnmatchcase(
-        relative, pattern.rstrip("/") + "/*"
-    )
+    return path_matcher((pattern,))(relative)
+
+
+@functools.lru_cache(maxsize=32)
+def path_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """One compiled test for "does a relative path match any of these patterns?"."""
+    names, paths = [], []
+    for pattern in patterns:
+        bare = pattern.rstrip("/")
+        if "/" not in bare:
+            names.append(fnmatch.translate(bare))
+        else:
+            pattern = pattern.removeprefix("./")
+            paths += [fnmatch.translate(pattern), fnmatch.translate(pattern.rstrip("/") + "/*")]
+    name_re = re.compile("|".join(names)) if names else None
+    path_re = re.compile("|".join(paths)) if paths else None
+
+    def matches(relative: str) -> bool:
+        if name_re is not None and name_re.match(relative.rsplit("/", 1)[-1]):
+            return True
+        return path_re is not None and path_re.match(relative) is not None
+
+    return matches
 
 
 def ignored_by_path(

@@ -355,10 +355,10 @@ class ConstantWeightInit(Rule):
     # -- nn.Parameter(torch.zeros(...)) used as a weight matrix ---------------------------
 
     def _check_parameters(self, info: ModuleClass) -> None:
-        matrices = _matrix_operands(info)
+        matrices: set[str] | None = None  # found on first need: it walks forward
         for attr, value in info.attrs.items():
-            if attr not in matrices or (info.name, attr) in self._random_inits:
-                continue  # not used as a weight matrix, or drawn at random later
+            if (info.name, attr) in self._random_inits:
+                continue  # drawn at random later
             if attr in self._drawn_names:
                 continue  # initialised on purpose elsewhere in the file (HF `_init_weights`)
             if not isinstance(value, cst.Call) or self.index.call_name(value) != tables.PARAMETER:
@@ -371,7 +371,10 @@ class ConstantWeightInit(Rule):
                 and self.index.call_name(tensor) in tables.CONSTANT_TENSOR_FACTORIES
                 and _rank(tensor) >= 2
             ):
-                self.report(value, target=f"self.{attr}", scope="")
+                if matrices is None:
+                    matrices = _matrix_operands(info)
+                if attr in matrices:  # used as a weight matrix
+                    self.report(value, target=f"self.{attr}", scope="")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.semantics import tables
@@ -311,9 +310,12 @@ def _is_tensor_list(params: cst.BaseExpression | None) -> bool:
 
 def _calls(expr: cst.BaseExpression, method: str) -> bool:
     """`parser.parse_args()` or a local `parse_args()` wrapper."""
-    return isinstance(expr, cst.Call) and m.matches(
-        expr.func, m.Attribute(attr=m.Name(method)) | m.Name(method)
-    )
+    if not isinstance(expr, cst.Call):
+        return False
+    func = expr.func
+    if isinstance(func, cst.Attribute):
+        return func.attr.value == method
+    return isinstance(func, cst.Name) and func.value == method
 
 
 def _file_clips(rule: Rule) -> bool:

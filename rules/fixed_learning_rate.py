@@ -35,6 +35,8 @@ class FixedLearningRate(Rule):
     """
 
     CODE = "GL105"
+    # a training step is a `backward()` (or `manual_backward()`) followed by `step()`
+    NEEDS = ("backward",)
     SEVERITY = Severity.INFO
     MESSAGE = (
         "`{optimizer}` keeps lr={lr} for every epoch and nothing in this file schedules it; "

@@ -41,6 +41,8 @@ class MissingZeroGrad(Rule):
     """
 
     CODE = "GL111"
+    # a training step is a `backward()` (or `manual_backward()`) followed by `step()`
+    NEEDS = ("backward",)
     SEVERITY = Severity.ERROR
     MESSAGE = (
         "`{optimizer}.step()` repeats in a loop that never clears gradients; `backward()` "

@@ -42,6 +42,8 @@ class RnnWithoutClipping(Rule):
     """
 
     CODE = "GL104"
+    # a training step is a `backward()` (or `manual_backward()`) followed by `step()`
+    NEEDS = ("backward",)
     SEVERITY = Severity.WARNING
     MESSAGE = (
         "this step trains an `nn.{layer}` without gradient clipping; backprop through time "

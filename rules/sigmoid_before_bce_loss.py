@@ -41,6 +41,7 @@ class SigmoidBeforeBceLoss(Rule):
     """
 
     CODE = "GL107"
+    NEEDS = ("BCELoss", "binary_cross_entropy")  # nn.BCELoss or F.binary_cross_entropy
     SEVERITY = Severity.WARNING
     MESSAGE = (
         "`{loss}` is applied to {source}; log(sigmoid(x)) in two steps saturates, so confident "

@@ -51,6 +51,8 @@ class SoftmaxBeforeCrossEntropy(Rule):
     """
 
     CODE = "GL106"
+    # a CE/NLL loss, or `log()` of a softmax
+    NEEDS = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss", "oftmax")
     SEVERITY = Severity.ERROR
     MESSAGE = "`{loss}` is applied to {source}; {why}"
     HINT = (

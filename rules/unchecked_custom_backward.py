@@ -28,6 +28,7 @@ class UncheckedCustomBackward(Rule):
     """
 
     CODE = "GL117"
+    NEEDS = ("backward",)  # a hand-written `backward` staticmethod
     SEVERITY = Severity.INFO
     MESSAGE = (
         "`{name}` defines its own backward, but no gradcheck in this file compares it with "
@@ -223,8 +224,6 @@ class UncheckedCustomBackward(Rule):
                 self._checked |= graph.mentioned_names(arg.value)
 
     def visit_Assign(self, node: cst.Assign) -> None:
-        if "backward" not in self.index.source:
-            return  # no hand-written backward in this file: aliases do not matter
         for target in node.targets:
             if isinstance(target.target, cst.Name):
                 self._aliases.setdefault(target.target.value, set()).update(

@@ -235,12 +235,14 @@ class UnregisteredSubmodule(Rule):
         init = info.methods.get("__init__")
         if init is None or not isinstance(init.body, cst.IndentedBlock):
             return  # nothing is built here
-        registered = graph.registering_mentions(init.body.body)
         built = _Containers(self)
         for statement in walk_statements(init.body.body):
             if isinstance(statement, cst.SimpleStatementLine):
                 for small in statement.body:
                     built.statement(small)
+        if not built.on_self:
+            return  # no plain list or dict on self
+        registered = graph.registering_mentions(init.body.body)
         for attr, held in built.on_self.items():
             if f"self.{attr}" in registered or held.alias in registered:
                 continue  # wrapped in a container or registered with add_module later

@@ -330,16 +330,22 @@ class UnscaledWeightInit(Rule):
         return site.param in init_scale.matrix_operands(site.cls)
 
     def _check_parameters(self, info: ModuleClass, drawn: set[tuple[str, str]]) -> None:
-        matrices = init_scale.matrix_operands(info)
-        if not matrices or init_scale.has_manual_scale(self.index, info):
-            return  # no weight matrix, or products rescaled by `self.scale = d ** -0.5`
+        candidates: dict[str, tuple[cst.Call, str]] = {}
         for attr, value in info.attrs.items():
-            if attr not in matrices or (info.name, attr) in drawn:
-                continue  # not used as a weight matrix, or drawn again later
+            if (info.name, attr) in drawn:
+                continue  # drawn again later
             if not isinstance(value, cst.Call) or self.index.call_name(value) != tables.PARAMETER:
                 continue  # not an nn.Parameter built here
             if not value.args:
                 continue  # not an nn.Parameter built here
             distribution = init_scale.unscaled_random_tensor(self.index, value.args[0].value)
             if distribution is not None:
+                candidates[attr] = (value, distribution)
+        if not candidates:
+            return
+        matrices = init_scale.matrix_operands(info)
+        if not matrices or init_scale.has_manual_scale(self.index, info):
+            return  # no weight matrix, or products rescaled by `self.scale = d ** -0.5`
+        for attr, (value, distribution) in candidates.items():
+            if attr in matrices:  # used as a weight matrix
                 self.report(value, target=f"self.{attr}", distribution=distribution)

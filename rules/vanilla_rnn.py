@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.semantics.names import dotted_name
@@ -37,6 +36,7 @@ class VanillaRnn(Rule):
     """
 
     CODE = "GL112"
+    NEEDS = ("RNN",)  # nn.RNN or nn.RNNCell
     SEVERITY = Severity.INFO
     MESSAGE = (
         "`nn.{layer}` is a vanilla RNN; backprop through time multiplies the gradient by "
@@ -223,8 +223,9 @@ class VanillaRnn(Rule):
             self._length(node.name.value, node.default)
 
     def visit_For(self, node: cst.For) -> None:
-        if m.matches(node.iter, m.Call(func=m.Name("range"))):
-            bounds = [numeric_literal(a.value) for a in cst.ensure_type(node.iter, cst.Call).args]
+        it = node.iter
+        if isinstance(it, cst.Call) and isinstance(it.func, cst.Name) and it.func.value == "range":
+            bounds = [numeric_literal(a.value) for a in it.args]
             if bounds and all(b is not None for b in bounds[:2]):
                 span = bounds[0] if len(bounds) == 1 else (bounds[1] or 0) - (bounds[0] or 0)
                 if span is not None and span <= self.options["max-short-sequence"]:
@@ -261,10 +262,23 @@ class VanillaRnn(Rule):
                 self.chosen.update(c for c in mine if self.index.call_name(c) in VANILLA_RNNS)
 
     def _recurrent_calls(self, node: cst.CSTNode) -> list[cst.CSTNode]:
-        return [c for c in findall(node, m.Call()) if self.index.call_name(c) in ALL_RNNS]
+        return [c for c in findall(node, cst.Call) if self.index.call_name(c) in ALL_RNNS]
 
     def _in_short_loop(self, target: str | None) -> bool:
         if target is None:
             return False
-        called = m.Call(func=m.Name(target) | m.Attribute(attr=m.Name(target)))
-        return any(findall(loop.body, called) for loop in self.short_loops)
+        return any(
+            _is_call_to(call, target)
+            for loop in self.short_loops
+            for call in findall(loop.body, cst.Call)
+        )
+
+
+def _is_call_to(node: cst.CSTNode, name: str) -> bool:
+    """`name(...)` or `<anything>.name(...)`."""
+    if not isinstance(node, cst.Call):
+        return False
+    func = node.func
+    if isinstance(func, cst.Attribute):
+        return func.attr.value == name
+    return isinstance(func, cst.Name) and func.value == name

@@ -71,6 +71,24 @@ class BrokenAtTheEnd(Rule):
         raise KeyError("late")
 
 
+class NeedsSwish(Rule):
+    """
+    ## What it does
+    Reports every module that it visits; runs only on files that mention `swish`.
+
+    ## Why is this bad?
+    It is a test double.
+    """
+
+    CODE = "GL196"
+    NEEDS = ("swish", "SiLU")
+    SEVERITY = Severity.INFO
+    MESSAGE = "visited"
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self.report(node)
+
+
 def codes(source: str | bytes, rules: list[type[Rule]] | None = None,
           config: Config | None = None) -> list[tuple[str, int, int]]:
     result = lint_source(source, "net.py", config or Config(), rules)
@@ -99,6 +117,19 @@ def test_a_rule_crashing_late_drops_its_findings() -> None:
     result = lint_source(BAD_MODEL, "net.py", Config(), [BrokenAtTheEnd, gl101()])
     assert sorted(f.code for f in result.findings) == ["GL000", "GL101"]
     assert "KeyError" in next(f.message for f in result.findings if f.code == "GL000")
+
+
+@pytest.mark.parametrize(
+    ("source", "runs"),
+    [
+        ("import torch\nx = torch.nn.SiLU()\n", True),
+        ("from mylib import swish_v2\n", True),
+        ("import torch\nx = torch.relu\n", False),
+        ("import torch\n# SILU in other words\n", False),  # the words are case-sensitive
+    ],
+)
+def test_a_rule_runs_only_on_files_holding_one_of_its_needed_words(source: str, runs: bool) -> None:
+    assert bool(codes(source, [NeedsSwish])) is runs
 
 
 def test_each_file_gets_a_fresh_rule(tmp_path: Path) -> None:

@@ -66,3 +66,12 @@ def test_codes_and_names_are_unique() -> None:
     rules = all_rules()
     assert len({r.CODE for r in rules}) == len(rules)
     assert len({r.name() for r in rules}) == len(rules)
+
+
+@pytest.mark.parametrize("rule", [r for r in all_rules() if r.NEEDS], ids=lambda r: r.CODE)
+def test_needed_words_appear_in_every_case_the_rule_reports(rule: type[Rule]) -> None:
+    """The engine skips a rule on files holding none of its NEEDS words; a reported case
+    without one would mean the words are not really needed."""
+    assert all(isinstance(word, str) and word for word in rule.NEEDS)
+    for case in rule.INVALID:
+        assert any(word in case.source for word in rule.NEEDS), case.source

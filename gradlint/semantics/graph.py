@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 import libcst as cst
-import libcst.matchers as m
 
 from gradlint.semantics import tables
 from gradlint.semantics.index import ModuleClass, PerFile, TorchIndex, self_attribute
@@ -330,7 +329,7 @@ def is_no_grad_context(index: TorchIndex, expr: cst.BaseExpression) -> bool:
     if name in NO_GRAD_CONTEXTS:
         return True
     if name == GRAD_SWITCH and isinstance(expr, cst.Call) and expr.args:
-        return m.matches(expr.args[0].value, m.Name("False"))
+        return _is_name(expr.args[0].value, "False")
     return False
 
 
@@ -412,16 +411,40 @@ def cuts_reaching_return(
 
 
 def _is_wrapped_in_no_grad(index: TorchIndex, function: cst.FunctionDef) -> bool:
-    body = [
-        s
-        for s in getattr(function.body, "body", ())
-        if not m.matches(s, m.SimpleStatementLine([m.Expr(m.SimpleString())]))
-    ]
+    statements = getattr(function.body, "body", ())
+    body = [s for s in statements if not _is_string_line(s, (cst.SimpleString,))]
     return (
         bool(body)
         and isinstance(body[0], cst.With)
         and all(is_no_grad_context(index, item.item) for item in body[0].items)
-        and all(m.matches(s, m.SimpleStatementLine([m.Return()])) for s in body[1:])
+        and all(isinstance(_lone_statement(s), cst.Return) for s in body[1:])
+    )
+
+
+def _is_name(node: cst.CSTNode, value: str) -> bool:
+    return isinstance(node, cst.Name) and node.value == value
+
+
+def _lone_statement(statement: cst.CSTNode) -> cst.BaseSmallStatement | None:
+    """The only statement on a simple line (`return x`, but not `y = 1; return x`)."""
+    if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+        return statement.body[0]
+    return None
+
+
+def _is_string_line(statement: cst.CSTNode, kinds: tuple[type[cst.CSTNode], ...]) -> bool:
+    """A line holding nothing but a string literal (a docstring)."""
+    lone = _lone_statement(statement)
+    return isinstance(lone, cst.Expr) and isinstance(lone.value, kinds)
+
+
+def _is_bare_method_call(node: cst.CSTNode, method: str) -> bool:
+    """`<anything>.method()` with no arguments at all."""
+    return (
+        isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value == method
+        and not node.args
     )
 
 
@@ -677,7 +700,7 @@ def _cut(node: cst.CSTNode, operation: str, inner: _Flow) -> _Flow:
 
 
 def _is_detach(node: cst.CSTNode) -> bool:
-    return m.matches(node, m.Call(func=m.Attribute(attr=m.Name("detach")), args=[]))
+    return _is_bare_method_call(node, "detach")
 
 
 def _additive_terms(node: cst.BaseExpression) -> list[cst.BaseExpression]:
@@ -706,12 +729,14 @@ def frozen_attributes(info: ModuleClass) -> set[str] | None:
     """Submodules frozen in the class (`self.backbone.requires_grad_(False)`, `.eval()`,
     `p.requires_grad = False` over `self.x.parameters()`); None when `self` itself is."""
     frozen: set[str] = set()
-    for call in findall(info.node, m.Call(func=m.Attribute(attr=m.Name()) | m.Name())):
+    for call in findall(info.node, cst.Call):
         call = cst.ensure_type(call, cst.Call)
         func = call.func
+        if not isinstance(func, (cst.Attribute, cst.Name)):
+            continue
         bare = _bare(func) or ""
         if isinstance(func, cst.Attribute) and bare in FREEZE_METHODS:
-            off = bool(call.args) and m.matches(call.args[0].value, m.Name("False"))
+            off = bool(call.args) and _is_name(call.args[0].value, "False")
             if bare != "eval" and not off:
                 continue
             owner = _self_root_name(func.value)
@@ -724,25 +749,31 @@ def frozen_attributes(info: ModuleClass) -> set[str] | None:
                 owner = _self_root_name(arg.value)
                 if owner is not None and owner != "self":
                     frozen.add(owner)
-    for loop in findall(info.node, m.For()):
+    for loop in findall(info.node, cst.For):
         loop = cst.ensure_type(loop, cst.For)
-        if not findall(
-            loop.body,
-            m.Assign(
-                targets=[m.AssignTarget(m.Attribute(attr=m.Name("requires_grad")))],
-                value=m.Name("False"),
-            ),
-        ):
+        if not any(_turns_off_requires_grad(a) for a in findall(loop.body, cst.Assign)):
             continue
-        for call in findall(loop.iter, m.Call(func=m.Attribute(attr=m.Name()))):
-            func = cst.ensure_type(cst.ensure_type(call, cst.Call).func, cst.Attribute)
-            if "parameters" in func.attr.value:
+        for call in findall(loop.iter, cst.Call):
+            func = cst.ensure_type(call, cst.Call).func
+            if isinstance(func, cst.Attribute) and "parameters" in func.attr.value:
                 owner = _self_root_name(func.value)
                 if owner == "self":
                     return None
                 if owner is not None:
                     frozen.add(owner)
     return frozen
+
+
+def _turns_off_requires_grad(node: cst.CSTNode) -> bool:
+    """`p.requires_grad = False` (a single target; `a = b = False` is left alone)."""
+    if not isinstance(node, cst.Assign) or len(node.targets) != 1:
+        return False
+    target = node.targets[0].target
+    return (
+        isinstance(target, cst.Attribute)
+        and target.attr.value == "requires_grad"
+        and _is_name(node.value, "False")
+    )
 
 
 def _self_root_name(node: cst.BaseExpression) -> str | None:
@@ -801,21 +832,17 @@ def is_gradcheck_call(index: TorchIndex, node: cst.Call) -> bool:
 
 def mentioned_names(node: cst.CSTNode) -> set[str]:
     """Every plain name in an expression (`MyFn` in `lambda x: MyFn.apply(x, 2)`)."""
-    return {cst.ensure_type(n, cst.Name).value for n in findall(node, m.Name())}
+    return {cst.ensure_type(n, cst.Name).value for n in findall(node, cst.Name)}
 
 
 def is_pass_through_backward(function: cst.FunctionDef) -> bool:
     """`return grad_output` / `grad_output.clone()` (with Nones), or `raise NotImplementedError`:
     nothing hand-derived to check."""
     params = [p.name.value for p in function.params.params][1:]  # after ctx
-    docstring = m.SimpleStatementLine([m.Expr(m.SimpleString() | m.ConcatenatedString())])
-    body = [s for s in getattr(function.body, "body", ()) if not m.matches(s, docstring)]
-    while len(body) > 1 and m.matches(
-        body[0], m.SimpleStatementLine([m.Assign(targets=[m.AssignTarget(m.Name())])])
-    ):
-        assign = cst.ensure_type(
-            cst.ensure_type(body[0], cst.SimpleStatementLine).body[0], cst.Assign
-        )
+    strings = (cst.SimpleString, cst.ConcatenatedString)
+    body = [s for s in getattr(function.body, "body", ()) if not _is_string_line(s, strings)]
+    while len(body) > 1 and _is_name_assignment(body[0]):
+        assign = cst.ensure_type(_lone_statement(body[0]), cst.Assign)
         if not _is_gradient_copy(assign.value, params):
             return False
         params.append(cst.ensure_type(assign.targets[0].target, cst.Name).value)
@@ -829,12 +856,22 @@ def is_pass_through_backward(function: cst.FunctionDef) -> bool:
         return False
     value = statement.value
     parts = [e.value for e in value.elements] if isinstance(value, cst.Tuple) else [value]
-    return all(m.matches(part, m.Name("None")) or _is_gradient_copy(part, params) for part in parts)
+    return all(_is_name(part, "None") or _is_gradient_copy(part, params) for part in parts)
+
+
+def _is_name_assignment(statement: cst.CSTNode) -> bool:
+    """A line `name = ...` with exactly one target."""
+    lone = _lone_statement(statement)
+    return (
+        isinstance(lone, cst.Assign)
+        and len(lone.targets) == 1
+        and isinstance(lone.targets[0].target, cst.Name)
+    )
 
 
 def _is_gradient_copy(node: cst.BaseExpression, params: list[str]) -> bool:
     """`grad_output` or `grad_output.clone()` for an incoming gradient."""
-    if m.matches(node, m.Call(func=m.Attribute(attr=m.Name("clone")), args=[])):
+    if _is_bare_method_call(node, "clone"):
         node = cst.ensure_type(cst.ensure_type(node, cst.Call).func, cst.Attribute).value
     return isinstance(node, cst.Name) and node.value in params
 
@@ -948,16 +985,16 @@ def registering_mentions(statements: Sequence[cst.CSTNode]) -> set[str]:
     registers (`for i, b in enumerate(self.blocks): self.add_module(str(i), b)`)."""
     found: set[str] = set()
     for node in statements:
-        for call in findall(node, m.Call()):
+        for call in findall(node, cst.Call):
             call = cst.ensure_type(call, cst.Call)
             bare = _bare(call.func)
             if bare is None or not (bare in REGISTERING_CALLS or _CAPWORDS.match(bare)):
                 continue
             for arg in call.args:
                 found |= _mentions(arg.value)
-        for loop in findall(node, m.For()):
+        for loop in findall(node, cst.For):
             loop = cst.ensure_type(loop, cst.For)
-            calls = [cst.ensure_type(c, cst.Call) for c in findall(loop.body, m.Call())]
+            calls = [cst.ensure_type(c, cst.Call) for c in findall(loop.body, cst.Call)]
             if any(_bare(c.func) in REGISTERING_CALLS for c in calls):
                 found |= _mentions(loop.iter)
     return found
@@ -978,5 +1015,7 @@ def _mentions(node: cst.CSTNode) -> set[str]:
 
 
 def _self_attributes(node: cst.CSTNode) -> Iterator[cst.Attribute]:
-    for found in findall(node, m.Attribute(value=m.Name("self"))):
-        yield cst.ensure_type(found, cst.Attribute)
+    for found in findall(node, cst.Attribute):
+        found = cst.ensure_type(found, cst.Attribute)
+        if _is_name(found.value, "self"):
+            yield found

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from gradlint.semantics import tables
 from gradlint.semantics.index import PerFile, TorchIndex
@@ -63,7 +62,7 @@ def rnn_in_class(index: TorchIndex, name: str, seen: frozenset[str] = frozenset(
 
 
 def _rnn_inside(index: TorchIndex, node: cst.CSTNode, seen: frozenset[str]) -> str | None:
-    for call in findall(node, m.Call()):
+    for call in findall(node, cst.Call):
         name = index.call_name(call)
         if name in tables.RNN_LAYERS:
             return _short(name)

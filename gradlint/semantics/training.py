@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass, field
 
 import libcst as cst
-import libcst.matchers as m
 
 from gradlint.semantics import recurrent, tables
 from gradlint.semantics.index import PerFile, TorchIndex
@@ -28,7 +27,7 @@ from gradlint.semantics.training_walk import (
     walk_training,
 )
 
-_PARAMS_METHODS = m.Name("parameters") | m.Name("named_parameters")
+_PARAMS_METHODS = frozenset({"parameters", "named_parameters"})
 _MAX_HOPS = 4  # `self.opt = opt`, `opt = optimizer`...: alias chains longer than this are unknown
 
 
@@ -136,8 +135,7 @@ class TrainingFacts:
         """RNN name, "" when the parameters' owners are known to hold none, None if unknown."""
         if built.params is None:
             return None
-        calls = findall(built.params, m.Call(func=m.Attribute(attr=_PARAMS_METHODS)))
-        owners = [receiver(cst.ensure_type(c, cst.Call)) for c in calls]
+        owners = [receiver(c) for c in _parameters_calls(built.params)]
         if not owners and dotted_name(built.params) is not None:
             owners = [built.params]  # `create_optimizer_v2(model, ...)`, `Adam(params)`
         verdicts = [self._owner_rnn(o, built.function) for o in owners]
@@ -173,9 +171,8 @@ class TrainingFacts:
         built = step.construction
         if built is None or built.params is None:
             return None
-        calls = findall(built.params, m.Call(func=m.Attribute(attr=_PARAMS_METHODS)))
-        for call in calls:
-            key = dotted_name(receiver(cst.ensure_type(call, cst.Call)))
+        for call in _parameters_calls(built.params):
+            key = dotted_name(receiver(call))
             where = built.function
             for _ in range(_MAX_HOPS):
                 pairs = self._pairs(key, where) if key is not None else []
@@ -283,3 +280,14 @@ def _optimizer_like(key: str) -> bool:
     if "sched" in last:
         return False
     return "optim" in last or re.fullmatch(r"(\w*_)?opts?(_\w*|\d*|[a-z])?", last) is not None
+
+
+def _parameters_calls(node: cst.CSTNode) -> list[cst.Call]:
+    """The `model.parameters()` / `self.x.named_parameters()` calls in an optimizer's params."""
+    return [
+        call
+        for call in findall(node, cst.Call)
+        if isinstance(call, cst.Call)
+        and isinstance(call.func, cst.Attribute)
+        and call.func.attr.value in _PARAMS_METHODS
+    ]

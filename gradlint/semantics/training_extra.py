@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass
 
 import libcst as cst
-import libcst.matchers as m
 
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.names import dotted_name
@@ -87,7 +86,7 @@ def is_clearing(node: cst.CSTNode, others: frozenset[str] = frozenset()) -> bool
             and _touches_grad(node.func.value)
         )
     if isinstance(node, cst.Assign):  # `p.grad = None`, `p.grad = torch.zeros_like(p)`
-        cleared = m.matches(node.value, m.Name("None")) or "zero" in (
+        cleared = _is_name(node.value, "None") or "zero" in (
             _bare_name(node.value.func) or "" if isinstance(node.value, cst.Call) else ""
         )
         return cleared and any(_touches_grad(t.target) for t in node.targets)
@@ -103,7 +102,7 @@ def clears_gradients(
     depth: int = _MAX_DEPTH,
 ) -> bool:
     """`region` clears gradients itself or through a helper defined in this file."""
-    for node in findall(region, m.Call() | m.Assign() | m.Del()):
+    for node in findall(region, (cst.Call, cst.Assign, cst.Del)):
         if is_clearing(node, others):
             return True
         helper = local_function(index, node) if depth > 0 else None
@@ -122,8 +121,8 @@ def local_function(index: TorchIndex, node: cst.CSTNode) -> cst.FunctionDef | No
         return None
     if isinstance(node.func, cst.Name) and index.qualified(node.func) is None:
         return index.functions.get(node.func.value)
-    if m.matches(node.func, m.Attribute(value=m.Name("self"))):
-        return index.functions.get(cst.ensure_type(node.func, cst.Attribute).attr.value)
+    if isinstance(node.func, cst.Attribute) and _is_name(node.func.value, "self"):
+        return index.functions.get(node.func.attr.value)
     return None
 
 
@@ -131,9 +130,11 @@ def stepped_elsewhere(region: cst.CSTNode, optimizer: cst.BaseExpression) -> fro
     """Other optimizers stepped in `region` (`opt_d` beside `opt_g` in a GAN step): clearing
     one of them leaves the gradients of `optimizer` in place."""
     found: set[str] = set()
-    for node in findall(region, m.Call(func=m.Attribute(attr=m.Name("step")))):
+    for node in findall(region, cst.Call):
         call = cst.ensure_type(node, cst.Call)
-        owner = cst.ensure_type(call.func, cst.Attribute).value
+        if not isinstance(call.func, cst.Attribute) or call.func.attr.value != "step":
+            continue
+        owner = call.func.value
         args = [a.value for a in call.args if a.keyword is None]
         name = dotted_name(args[0]) if len(args) == 1 else None  # `scaler.step(opt_d)`
         found.add(name or dotted_name(owner) or "")
@@ -148,7 +149,7 @@ def hands_optimizer_away(
     key = dotted_name(optimizer)
     if key is None:
         return True  # `self.optimizers()[0].step()`: cannot tell what else sees it
-    for node in findall(region, m.Call()):
+    for node in findall(region, cst.Call):
         call = cst.ensure_type(node, cst.Call)
         if _bare_name(call.func) in NON_CLEARING_METHODS or local_function(index, call):
             continue  # GradScaler / accelerate plumbing, or a helper already inspected
@@ -160,6 +161,10 @@ def hands_optimizer_away(
         if any(dotted_name(arg.value) == key for arg in call.args):
             return True
     return False
+
+
+def _is_name(node: cst.CSTNode, value: str) -> bool:
+    return isinstance(node, cst.Name) and node.value == value
 
 
 def _touches_grad(expr: cst.BaseExpression) -> bool:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import libcst as cst
-import libcst.matchers as m
 
 from gradlint.semantics import recurrent, tables
 from gradlint.semantics.index import TorchIndex
@@ -197,7 +196,7 @@ def _calls_local_function(call: cst.Call, qualified: str | None) -> bool:
     """`train(...)` or `self.train_epoch(...)`; not `model.train()` nor an imported name."""
     if isinstance(call.func, cst.Name):
         return qualified is None
-    return m.matches(call.func, m.Attribute(value=m.Name("self")))
+    return isinstance(call.func, cst.Attribute) and _is_name(call.func.value, "self")
 
 
 def _names_scheduler(expr: cst.BaseExpression) -> bool:
@@ -215,12 +214,19 @@ def wraps(value: cst.BaseExpression, key: str) -> bool:
     return any(dotted_name(arg.value) == key for arg in value.args)
 
 
+def _is_name(node: cst.CSTNode, value: str) -> bool:
+    return isinstance(node, cst.Name) and node.value == value
+
+
 def _is_lr_subscript(target: cst.BaseExpression) -> bool:
-    return m.matches(
-        target,
-        m.Subscript(
-            slice=[m.SubscriptElement(m.Index(m.SimpleString('"lr"') | m.SimpleString("'lr'")))]
-        ),
+    """`group["lr"]` / `group['lr']` (a single plain index, no slice)."""
+    if not isinstance(target, cst.Subscript) or len(target.slice) != 1:
+        return False
+    index = target.slice[0].slice
+    return (
+        isinstance(index, cst.Index)
+        and isinstance(index.value, cst.SimpleString)
+        and index.value.value in ('"lr"', "'lr'")
     )
 
 
@@ -228,12 +234,17 @@ def _configures_clipping(call: cst.Call, bare: str | None) -> bool:
     """`Trainer(gradient_clip_val=1.0)`, `p.register_hook(lambda g: g.clamp(-1, 1))`."""
     for arg in call.args:
         if arg.keyword is not None and arg.keyword.value in tables.CLIP_CONFIG_KEYWORDS:
-            if not m.matches(arg.value, m.Name("None") | m.Integer("0")):
+            if not _is_name(arg.value, "None") and not _is_zero(arg.value):
                 return True
     if bare == "register_hook":
-        names = [cst.ensure_type(n, cst.Name).value.lower() for n in findall(call, m.Name())]
+        names = [cst.ensure_type(n, cst.Name).value.lower() for n in findall(call, cst.Name)]
         return any("clamp" in n or "clip" in n for n in names)
     return False
+
+
+def _is_zero(node: cst.CSTNode) -> bool:
+    """The literal `0` (`gradient_clip_val=0` turns clipping off); `0.0` is not matched."""
+    return isinstance(node, cst.Integer) and node.value == "0"
 
 
 def _calls_in(expr: cst.BaseExpression, depth: int) -> Iterator[cst.Call]:
@@ -265,7 +276,7 @@ def _calls_in(expr: cst.BaseExpression, depth: int) -> Iterator[cst.Call]:
 def _mentions_scheduler(node: cst.CSTNode) -> bool:
     return any(
         "schedul" in cst.ensure_type(s, cst.SimpleString).value
-        for s in findall(node, m.SimpleString())
+        for s in findall(node, cst.SimpleString)
     )
 
 
@@ -273,5 +284,5 @@ def mentions_epoch(loop: Loop) -> bool:
     header: list[cst.CSTNode] = (
         [loop.target, loop.iter] if isinstance(loop, cst.For) else [loop.test]
     )
-    names = [n for part in header for n in findall(part, m.Name())]
+    names = [n for part in header for n in findall(part, cst.Name)]
     return any("epoch" in cst.ensure_type(n, cst.Name).value.lower() for n in names)
