@@ -178,60 +178,16 @@ def find(node: cst.CSTNode, kind: type[N], *, into_functions: bool = True) -> It
             yield current
 
 
-def findall(tree: cst.CSTNode, matcher: object) -> list[cst.CSTNode]:
-    """Every node under (and including) `tree` that matches, in source order.
+def findall(tree: cst.CSTNode, kinds: type | tuple[type, ...]) -> list[cst.CSTNode]:
+    """Every node of the given type(s) under (and including) `tree`, in source order.
 
-    `matcher` is a node class, a tuple of node classes, or a `libcst.matchers` matcher.
-    Inside the file being linted, candidates come from its node table (no walk at all).
+    Inside the file being linted, they come from its node table (no walk at all).
     """
-    if isinstance(matcher, type) or isinstance(matcher, tuple):
-        kinds: tuple[type, ...] = matcher if isinstance(matcher, tuple) else (matcher,)
-        check = None
-    else:
-        wanted = _matcher_types(matcher)
-        kinds = () if wanted is None else tuple(getattr(cst, name) for name in sorted(wanted))
-        check = None if _is_bare(matcher) else matcher
-    table = _table_for(tree) if kinds else None
+    wanted: tuple[type, ...] = kinds if isinstance(kinds, tuple) else (kinds,)
+    table = _table_for(tree)
     if table is not None:
-        candidates: list[cst.CSTNode] = table.under(tree, kinds, include_self=True)
-    else:
-        everything = (tree, *descendants(tree))
-        candidates = [n for n in everything if not kinds or isinstance(n, kinds)]
-    if check is None:
-        return candidates
-    import libcst.matchers as m
-
-    return [node for node in candidates if m.matches(node, check)]  # type: ignore[arg-type]
-
-
-def _is_bare(matcher: object) -> bool:
-    """`m.Call()`: a matcher that only asks for a node type."""
-    import libcst.matchers as m
-
-    if isinstance(matcher, m.OneOf):
-        return all(_is_bare(option) for option in matcher.options)
-    if not dataclasses.is_dataclass(matcher):
-        return False
-    return all(
-        isinstance(getattr(matcher, f.name), m.DoNotCareSentinel)
-        for f in dataclasses.fields(matcher)
-    )
-
-
-def _matcher_types(matcher: object) -> frozenset[str] | None:
-    """Node type names a matcher can match (None: any type)."""
-    import libcst.matchers as m
-
-    if isinstance(matcher, m.OneOf):
-        names: set[str] = set()
-        for option in matcher.options:
-            inner = _matcher_types(option)
-            if inner is None:
-                return None
-            names |= inner
-        return frozenset(names)
-    name = type(matcher).__name__
-    return frozenset({name}) if isinstance(getattr(cst, name, None), type) else None
+        return table.under(tree, wanted, include_self=True)
+    return [node for node in (tree, *descendants(tree)) if isinstance(node, wanted)]
 
 
 class NodeTable:
