@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gradlint.discovery import relative_to_root
+from gradlint.config import relative_to_root
 from gradlint.findings import FileResult, Finding
 from gradlint.notebook import source_line
 

@@ -69,9 +69,19 @@ class Cache:
             pass  # a read-only tree still lints; it just is not cached
 
     def _write_gitignore(self) -> None:
-        marker = self.folder / ".gitignore"
-        if not marker.exists():
-            marker.write_text("# created by gradlint\n*\n", encoding="utf-8")
+        write_gitignore(self.folder)
+
+
+def write_gitignore(folder: Path) -> None:
+    """Keep the cache folder out of version control."""
+    marker = folder / ".gitignore"
+    if not marker.exists():
+        marker.write_text("# created by gradlint\n*\n", encoding="utf-8")
+
+
+def code_stamp() -> str:
+    """gradlint's version and the state of its code: what a cached catalogue is valid for."""
+    return f"{__version__}\0{_code_fingerprint()}"
 
 
 def clean(folder: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import tempfile
@@ -9,6 +10,7 @@ import textwrap
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +18,16 @@ import click
 
 from gradlint import __version__
 from gradlint.baseline import BaselineError, apply_baseline, read_baseline, write_baseline
-from gradlint.cache import CACHE_DIR_NAME, clean
+from gradlint.cache import CACHE_DIR_NAME, clean, code_stamp
 from gradlint.config import Config, ConfigError, find_config_file, load_config
 from gradlint.discovery import DiscoveryError, discover
-from gradlint.engine import lint_source
 from gradlint.findings import FileResult, Severity
 from gradlint.fixes import FixError, apply_fixes, check_parses, unified_diff, write_atomically
-from gradlint.notebook import is_notebook, lint_notebook, to_cells
+from gradlint.notebook import is_notebook, to_cells
 from gradlint.output import RENDERERS
 from gradlint.output.color import colorize, use_color
 from gradlint.output.progress import Progress
-from gradlint.registry import all_rules, find_rule, selected_rules, validate_selectors
+from gradlint.registry import all_rules, catalogue_in, find_rule, selected_rules, validate_selectors
 from gradlint.runner import RunOptions, lint_tree
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -35,12 +36,29 @@ EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 class _DefaultGroup(click.Group):
     """`gradlint src/` means `gradlint check src/`; subcommands win over folder names."""
 
+    # commands imported only when they run (the probe's imports are not free)
+    LAZY = {
+        "probe": ("gradlint.probe.cli", "probe_command"),
+        "gradcheck": ("gradlint.probe.cli", "gradcheck_command"),
+    }
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (
-            args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")
-        ):
+        known = (*self.commands, *self.LAZY, "--help", "-h", "--version")
+        if not args or args[0] not in known:
             args = ["check", *args]
         return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY and name not in self.commands:
+            module, attribute = self.LAZY[name]
+            try:
+                self.add_command(getattr(importlib.import_module(module), attribute), name)
+            except ImportError:
+                return None
+        return super().get_command(ctx, name)
 
 
 @click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -183,53 +201,61 @@ def check(
     from_stdin = stdin_filename is not None or paths == (Path("-"),)
     started = time.perf_counter()
     hidden = None
-    try:
-        flags = {"--select": select, "--ignore": ignore, "--extend-select": extend_select}
-        for flag, values in flags.items():  # checked here so the config file is not blamed
-            validate_selectors(_split(values) or (), f"command line {flag}")
-        config = _resolve_config(config_path, paths, stdin_filename)
-        config = config.with_cli(
-            select=_split(select),
-            ignore=(*config.ignore, *(_split(ignore) or ())) if ignore else None,
-            extend_select=(*config.extend_select, *(_split(extend_select) or ()))
-            if extend_select
-            else None,
-        )
-        rules = selected_rules(config)
-        if from_stdin:
-            name = stdin_filename or "-"
-            source = sys.stdin.buffer.read()
-            if is_notebook(name):
-                results = [to_cells(lint_notebook(source, name, config, rules), source)]
-            else:
-                results = [lint_source(source, name, config, rules)]
-            if fix or diff:
-                _fail("--fix and --diff need files, not standard input")
-        else:
-            files = discover(list(paths) or [Path(".")], config)
+    with ExitStack() as scope:
+        try:
+            config = _resolve_config(config_path, paths, stdin_filename)
             folder = None if no_cache else (cache_dir or config.root / CACHE_DIR_NAME)
-            options = RunOptions(jobs=jobs, cache_dir=folder)
-            with Progress(len(files), enabled=not quiet):
-                results = lint_tree(files, config, rules, options)
-            if diff:
-                patch = _fix_diffs(results)  # empty when no fix applies (notebooks included)
-                _write(patch, output_file)
-                sys.exit(EXIT_FINDINGS if patch and not exit_zero else EXIT_CLEAN)
-            if fix:
-                fixed, results = _apply_fixes(results, files, config, rules, options)
-                if fixed and not quiet:
-                    click.echo(f"Fixed {fixed} finding{'s' * (fixed != 1)}.", err=True)
-        if write_baseline_path is not None:
-            recorded = write_baseline(write_baseline_path, results, config.root)
-            if not quiet:
-                noun = "finding" if recorded == 1 else "findings"
-                click.echo(f"Recorded {recorded} {noun} in {write_baseline_path}.", err=True)
-            sys.exit(EXIT_CLEAN)
-        if baseline_path is not None:
-            hidden = apply_baseline(results, read_baseline(baseline_path), config.root)
-            results = hidden.results
-    except (ConfigError, DiscoveryError, FixError, BaselineError) as exc:
-        _fail(str(exc))
+            # with the cache on, the rules' declarations come from a catalogue kept beside it, so a
+            # run that finds every file cached never imports the rules
+            scope.enter_context(catalogue_in(None if from_stdin else folder, code_stamp()))
+            flags = {"--select": select, "--ignore": ignore, "--extend-select": extend_select}
+            for flag, values in flags.items():  # checked apart so the config file is not blamed
+                validate_selectors(_split(values) or (), f"command line {flag}")
+            config = config.with_cli(
+                select=_split(select),
+                ignore=(*config.ignore, *(_split(ignore) or ())) if ignore else None,
+                extend_select=(*config.extend_select, *(_split(extend_select) or ()))
+                if extend_select
+                else None,
+            )
+            rules = selected_rules(config)
+            if from_stdin:
+                name = stdin_filename or "-"
+                source = sys.stdin.buffer.read()
+                if is_notebook(name):
+                    from gradlint.notebook import lint_notebook
+
+                    results = [to_cells(lint_notebook(source, name, config, rules), source)]
+                else:
+                    from gradlint.engine import lint_source
+
+                    results = [lint_source(source, name, config, rules)]
+                if fix or diff:
+                    _fail("--fix and --diff need files, not standard input")
+            else:
+                files = discover(list(paths) or [Path(".")], config)
+                options = RunOptions(jobs=jobs, cache_dir=folder)
+                with Progress(len(files), enabled=not quiet):
+                    results = lint_tree(files, config, rules, options)
+                if diff:
+                    patch = _fix_diffs(results)  # empty when no fix applies (notebooks included)
+                    _write(patch, output_file)
+                    sys.exit(EXIT_FINDINGS if patch and not exit_zero else EXIT_CLEAN)
+                if fix:
+                    fixed, results = _apply_fixes(results, files, config, rules, options)
+                    if fixed and not quiet:
+                        click.echo(f"Fixed {fixed} finding{'s' * (fixed != 1)}.", err=True)
+            if write_baseline_path is not None:
+                recorded = write_baseline(write_baseline_path, results, config.root)
+                if not quiet:
+                    noun = "finding" if recorded == 1 else "findings"
+                    click.echo(f"Recorded {recorded} {noun} in {write_baseline_path}.", err=True)
+                sys.exit(EXIT_CLEAN)
+            if baseline_path is not None:
+                hidden = apply_baseline(results, read_baseline(baseline_path), config.root)
+                results = hidden.results
+        except (ConfigError, DiscoveryError, FixError, BaselineError) as exc:
+            _fail(str(exc))
     report = RENDERERS[output_format](results, rules)
     human = output_format in ("concise", "full")
     terminal = output_file is None and _is_terminal()
@@ -437,18 +463,6 @@ def lsp_command() -> None:
         serve()
     except MissingExtra as exc:
         _fail(str(exc))
-
-
-def _register_optional_commands() -> None:
-    try:  # the probe package imports torch lazily, so this import is cheap and safe
-        from gradlint.probe.cli import gradcheck_command, probe_command
-    except ImportError:
-        return
-    cli.add_command(probe_command)
-    cli.add_command(gradcheck_command)
-
-
-_register_optional_commands()
 
 
 def main() -> None:

@@ -194,3 +194,10 @@ def type_name(value: Any) -> str:
 def did_you_mean(word: str, choices: Any) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def relative_to_root(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except (ValueError, RuntimeError, OSError):  # outside the root, or a symlink loop
+        return path.as_posix()

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from gradlint.config import DEFAULT_EXCLUDE, Config
+from gradlint.config import DEFAULT_EXCLUDE, Config, relative_to_root
 from gradlint.suppression import path_matcher
 
 SUFFIXES = (".py", ".pyi", ".ipynb")
@@ -15,13 +15,6 @@ SKIPPED_FOLDERS = frozenset({".ipynb_checkpoints"})  # Jupyter's autosaved copie
 
 class DiscoveryError(Exception):
     """A path on the command line that does not exist."""
-
-
-def relative_to_root(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root).as_posix()
-    except (ValueError, RuntimeError, OSError):  # outside the root, or a symlink loop
-        return path.as_posix()
 
 
 def is_excluded(path: Path, config: Config) -> bool:

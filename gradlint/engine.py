@@ -5,13 +5,12 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import libcst as cst
 
 from gradlint.config import Config
-from gradlint.discovery import relative_to_root
 from gradlint.findings import FileResult, Finding, Severity
 from gradlint.guard import refusal
 from gradlint.project import Deferred, FileSummary, module_name
@@ -20,7 +19,7 @@ from gradlint.rule import Rule, RuleContext
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.nodes import indexed
 from gradlint.semantics.summary import class_facts
-from gradlint.suppression import has_skip_file, ignored_by_path, is_suppressed, noqa_lines
+from gradlint.suppression import has_skip_file, keep_unsuppressed, noqa_lines
 from gradlint.traversal import Dispatcher
 
 
@@ -196,18 +195,3 @@ def _finish(
     findings = keep_unsuppressed(findings, noqa, config)
     lines = tuple(text.splitlines()) if findings else ()
     return FileResult(path=path, findings=tuple(findings), source_lines=lines, summary=summary)
-
-
-def keep_unsuppressed(
-    findings: Sequence[Finding], noqa: Mapping[int, Collection[str]], config: Config
-) -> list[Finding]:
-    """Drop findings silenced by `# noqa` or per-file-ignores, sorted by position."""
-    if not findings:
-        return []
-    relative = relative_to_root(Path(findings[0].path), config.root)
-    kept = [
-        f
-        for f in findings
-        if not is_suppressed(f, noqa) and not ignored_by_path(f, relative, config.per_file_ignores)
-    ]
-    return sorted(kept, key=lambda f: f.sort_key)

@@ -14,8 +14,6 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import libcst as cst
-
 from gradlint.findings import Fix
 
 
@@ -62,6 +60,8 @@ def apply_fixes(text: str, fixes: Iterable[Fix]) -> tuple[str, int]:
 
 
 def check_parses(text: str, path: str) -> None:
+    import libcst as cst  # only a run that fixes needs the parser here
+
     try:
         cst.parse_module(text)
     except (cst.ParserSyntaxError, RecursionError) as exc:

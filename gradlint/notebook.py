@@ -16,11 +16,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gradlint.config import Config
-from gradlint.engine import lint_source, unreadable
 from gradlint.findings import FileResult, Finding
-from gradlint.rule import Rule
+
+if TYPE_CHECKING:
+    from gradlint.rule import Rule
 
 SUFFIX = ".ipynb"
 _HELP = re.compile(r"^\s*(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")  # `obj?`, `??obj`
@@ -124,6 +126,8 @@ def lint_notebook(
     module: tuple[str, bool] | None = None,
 ) -> FileResult:
     """Lint the joined cells; positions are still in the joined source (see `to_cells`)."""
+    from gradlint.engine import lint_source, unreadable  # the parser loads only when needed
+
     try:
         notebook = read_notebook(data)
     except NotebookError as exc:
@@ -189,5 +193,7 @@ def lint_notebook_path(path: Path, config: Config, rules: Sequence[type[Rule]]) 
     try:
         data = path.read_bytes()
     except OSError as exc:
+        from gradlint.engine import unreadable
+
         return unreadable(display, f"cannot read file: {exc.strerror or exc}", config)
     return to_cells(lint_notebook(data, display, config, rules), data)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import pkgutil
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
+from gradlint.cache import write_gitignore
 from gradlint.config import Config, ConfigError, did_you_mean, type_name
 from gradlint.findings import Severity
-from gradlint.rule import Rule
+
+if TYPE_CHECKING:
+    from gradlint.rule import Rule
 
 CODE_PATTERN = re.compile(r"^GL\d{3}$")
 
@@ -40,6 +48,7 @@ def all_rules() -> tuple[type[Rule], ...]:
     """Every built-in rule class, sorted by code."""
     # rules/ is mapped to gradlint.rules by the build backend; mypy sees it as a folder
     import gradlint.rules as package  # type: ignore[import-not-found,unused-ignore]
+    from gradlint.rule import Rule
 
     found: list[type[Rule]] = []
     for info in pkgutil.iter_modules(package.__path__):
@@ -70,14 +79,14 @@ def _check_declarations(rules: Sequence[type[Rule]]) -> None:
 def known_codes() -> dict[str, str]:
     """code -> kebab name for every code gradlint can emit."""
     codes = dict(ENGINE_CODES)
-    codes.update({rule.CODE: rule.name() for rule in all_rules()})
+    codes.update({rule.CODE: rule.name() for rule in known_rules()})
     codes.update(PROBE_CODES)
     return codes
 
 
 def find_rule(code_or_name: str) -> type[Rule] | None:
     wanted = code_or_name.strip()
-    for rule in all_rules():
+    for rule in known_rules():
         if wanted.upper() == rule.CODE or wanted.lower() == rule.name():
             return rule
     return None
@@ -135,7 +144,7 @@ def selected_rules(config: Config) -> list[type[Rule]]:
     _check_rule_options(config.rule_options, where)
     return [
         rule
-        for rule in all_rules()
+        for rule in known_rules()
         if is_selected(rule.CODE, rule.name(), config, rule.DEFAULT_ENABLED)
     ]
 
@@ -145,7 +154,7 @@ def _check_rule_options(options: Mapping[str, Mapping[str, Any]], where: str) ->
         rule = find_rule(key)
         if rule is None:
             hint = did_you_mean(
-                key, [*(r.CODE for r in all_rules()), *(r.name() for r in all_rules())]
+                key, [*(r.CODE for r in known_rules()), *(r.name() for r in known_rules())]
             )
             raise ConfigError(f"{where}: [tool.gradlint.rules.{key}] names no rule{hint}")
         for option, value in values.items():
@@ -183,3 +192,124 @@ def severity_for(rule: type[Rule], config: Config) -> Severity | None:
         if length > best:
             best, level = length, value
     return level
+
+
+# -- the catalogue: what a fully cached run needs to know about the rules ---------------------
+
+_CATALOGUE: list[tuple[type[Rule], ...]] = []  # set while a catalogue stands in for the rules
+
+
+def known_rules() -> tuple[type[Rule], ...]:
+    """The rules (or, inside `catalogue_in`, their catalogue entries) for selection and checks."""
+    return _CATALOGUE[-1] if _CATALOGUE else all_rules()
+
+
+class LazyRule:
+    """A rule's declarations read from the catalogue, standing in for its class.
+
+    Selection, configuration checks, the cache key and the output need only these, so a run
+    whose every file is cached imports neither the rules nor libcst. Anything else (linting a
+    file, the project phase) loads the class on first use.
+    """
+
+    def __init__(self, entry: Mapping[str, Any]) -> None:
+        self.CODE: str = entry["code"]
+        self.SEVERITY = Severity(entry["severity"])
+        self.DEFAULT_ENABLED: bool = entry["default_enabled"]
+        self.OPTIONS: dict[str, Any] = dict(entry["options"])
+        self.HINT: str | None = entry["hint"]
+        self.NEEDS: tuple[str, ...] = tuple(entry["needs"])
+        self.__doc__ = entry["doc"]
+        self._name: str = entry["name"]
+        self._summary: str = entry["summary"]
+        self._where: tuple[str, str] = (entry["module"], entry["class"])
+        self._loaded: type[Rule] | None = None
+
+    def name(self) -> str:
+        return self._name
+
+    def summary(self) -> str:
+        return self._summary
+
+    def load(self) -> type[Rule]:
+        if self._loaded is None:
+            module, name = self._where
+            self._loaded = cast("type[Rule]", getattr(importlib.import_module(module), name))
+        return self._loaded
+
+    def __getattr__(self, attribute: str) -> Any:  # only for what the catalogue does not hold
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return getattr(self.load(), attribute)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Rule:
+        return self.load()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<catalogue entry {self.CODE} {self._name}>"
+
+
+CATALOGUE_FILE = "rules-catalogue.json"
+
+
+def describe(rule: type[Rule]) -> dict[str, Any]:
+    return {
+        "code": rule.CODE,
+        "name": rule.name(),
+        "severity": rule.SEVERITY.value,
+        "default_enabled": rule.DEFAULT_ENABLED,
+        "options": dict(rule.OPTIONS),
+        "hint": rule.HINT,
+        "needs": list(rule.NEEDS),
+        "doc": rule.__doc__,
+        "summary": rule.summary(),
+        "module": rule.__module__,
+        "class": rule.__qualname__,
+    }
+
+
+@contextmanager
+def catalogue_in(folder: Path | None, stamp: str) -> Iterator[None]:
+    """Within the block, the rules are the catalogue entries saved in `folder` under `stamp`
+    (gradlint's version and code) when there are such; otherwise the rules are imported as
+    usual and the catalogue is written for the next run. `folder` None: no catalogue."""
+    entries = _read_catalogue(folder, stamp) if folder is not None else None
+    if entries is None:
+        if folder is not None:
+            _write_catalogue(folder, stamp)
+        yield
+        return
+    _CATALOGUE.append(cast("tuple[type[Rule], ...]", tuple(LazyRule(e) for e in entries)))
+    try:
+        yield
+    finally:
+        _CATALOGUE.pop()
+
+
+def _read_catalogue(folder: Path, stamp: str) -> list[dict[str, Any]] | None:
+    try:
+        data = json.loads((folder / CATALOGUE_FILE).read_text(encoding="utf-8"))
+        if data["stamp"] != stamp:
+            return None
+        entries = data["rules"]
+        for entry in entries:
+            LazyRule(entry)  # every field present and well-typed enough to stand in
+        return list(entries)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing, stale or damaged: import the rules and write it again
+
+
+def _write_catalogue(folder: Path, stamp: str) -> None:
+    entries = [describe(rule) for rule in all_rules()]
+    text = json.dumps({"stamp": stamp, "rules": entries})
+    if json.loads(text)["rules"] != entries:
+        return  # an option value JSON cannot carry exactly: keep importing the rules
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_gitignore(folder)
+        fd, temp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, folder / CATALOGUE_FILE)
+    except OSError:
+        pass  # a read-only cache folder: the next run imports the rules again

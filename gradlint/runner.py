@@ -13,15 +13,18 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gradlint.cache import Cache
 from gradlint.config import Config
-from gradlint.engine import keep_unsuppressed, lint_source, unreadable
 from gradlint.findings import FileResult, Finding, Severity
 from gradlint.notebook import NotebookError, is_notebook, lint_notebook, read_notebook, to_cells
 from gradlint.project import Deferred, FileSummary, Project, module_name
-from gradlint.registry import severity_for
-from gradlint.rule import Rule
+from gradlint.registry import LazyRule, severity_for
+from gradlint.suppression import keep_unsuppressed
+
+if TYPE_CHECKING:
+    from gradlint.rule import Rule
 
 FILE_TIME_LIMIT = 60  # seconds for one file; a pathological file is reported, the run goes on
 PARALLEL_MIN_FILES = 16  # below this, starting workers costs more than it saves
@@ -169,6 +172,8 @@ def _calm_gc() -> None:
 def _lint_one(item: WorkItem) -> tuple[FileResult, str | None]:
     """Lint one file (read here, in the worker) and return its cache key with the result."""
     assert _WORKER is not None
+    from gradlint.engine import lint_source, unreadable  # loaded once per worker
+
     config, rules, cache = _WORKER
     display, module = item
     data = _read(Path(display))
@@ -210,6 +215,8 @@ def time_limit(seconds: int) -> Iterator[None]:
 
 
 def lint_source_error(display: str, error: OSError, config: Config) -> FileResult:
+    from gradlint.engine import unreadable
+
     return unreadable(display, f"cannot read file: {error.strerror or error}", config)
 
 
@@ -220,8 +227,11 @@ def _run(
     jobs: int,
     cache: Cache | None,
 ) -> Iterable[tuple[FileResult, str | None]]:
+    if not work:
+        return []
     jobs = jobs or default_jobs()
-    chosen = list(rules)
+    # a catalogue entry stands in for its rule until a file must really be linted
+    chosen = [rule.load() if isinstance(rule, LazyRule) else rule for rule in rules]
     if jobs == 1 or len(work) < PARALLEL_MIN_FILES:
         _init_worker(config, chosen, cache)
         return map(_lint_one, work)

@@ -8,7 +8,9 @@ import io
 import re
 import tokenize
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from pathlib import Path
 
+from gradlint.config import Config, relative_to_root
 from gradlint.findings import Finding
 
 _NOQA = re.compile(
@@ -97,3 +99,18 @@ def ignored_by_path(
         ):
             return True
     return False
+
+
+def keep_unsuppressed(
+    findings: Sequence[Finding], noqa: Mapping[int, Collection[str]], config: Config
+) -> list[Finding]:
+    """Drop findings silenced by `# noqa` or per-file-ignores, sorted by position."""
+    if not findings:
+        return []
+    relative = relative_to_root(Path(findings[0].path), config.root)
+    kept = [
+        f
+        for f in findings
+        if not is_suppressed(f, noqa) and not ignored_by_path(f, relative, config.per_file_ignores)
+    ]
+    return sorted(kept, key=lambda f: f.sort_key)

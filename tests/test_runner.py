@@ -9,6 +9,7 @@ from pathlib import Path
 import libcst as cst
 import pytest
 
+import gradlint.engine
 import gradlint.runner
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.cache import Cache
@@ -55,8 +56,8 @@ def test_cache_hits_skip_linting_and_survive_corruption(tmp_path: Path, monkeypa
     options = RunOptions(jobs=1, cache_dir=tmp_path / "cache")
     first = lint_tree(paths, Config(root=tmp_path), [GL101], options)
     calls: list[str] = []
-    real = gradlint.runner.lint_source
-    monkeypatch.setattr(gradlint.runner, "lint_source", lambda data, path, *a, **k: calls.append(path) or real(data, path, *a, **k))
+    real = gradlint.engine.lint_source
+    monkeypatch.setattr(gradlint.engine, "lint_source", lambda data, path, *a, **k: calls.append(path) or real(data, path, *a, **k))
     second = lint_tree(paths, Config(root=tmp_path), [GL101], options)
     assert calls == [] and second == first
     assert (tmp_path / "cache" / ".gitignore").read_text().strip().endswith("*")

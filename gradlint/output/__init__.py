@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from gradlint.findings import FileResult
 from gradlint.output import concise, full, github, gitlab, json_format, sarif
-from gradlint.rule import Rule
 
-Renderer = Callable[[Sequence[FileResult], Sequence[type[Rule]]], str]
+if TYPE_CHECKING:
+    from gradlint.rule import Rule
+
+Renderer = Callable[[Sequence[FileResult], Sequence["type[Rule]"]], str]
 
 RENDERERS: dict[str, Renderer] = {
     "concise": concise.render,

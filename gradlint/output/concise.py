@@ -6,10 +6,13 @@ In a notebook the position names the code cell: `train.ipynb:cell 4:3:1: GL104 .
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from gradlint.findings import FileResult, Finding
 from gradlint.notebook import location
-from gradlint.rule import Rule
+
+if TYPE_CHECKING:
+    from gradlint.rule import Rule
 
 
 def line_for(finding: Finding) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from gradlint.findings import FileResult
 from gradlint.notebook import source_line
 from gradlint.output.concise import line_for
-from gradlint.rule import Rule
+
+if TYPE_CHECKING:
+    from gradlint.rule import Rule
 
 
 def render(results: Sequence[FileResult], rules: Sequence[type[Rule]]) -> str:

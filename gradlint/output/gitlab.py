@@ -13,11 +13,13 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradlint.baseline import fingerprint
 from gradlint.findings import FileResult, Severity
-from gradlint.rule import Rule
+
+if TYPE_CHECKING:
+    from gradlint.rule import Rule
 
 _SEVERITY = {Severity.ERROR: "major", Severity.WARNING: "minor", Severity.INFO: "info"}
 

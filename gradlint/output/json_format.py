@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from gradlint.findings import FileResult, finding_as_dict
-from gradlint.rule import Rule
+
+if TYPE_CHECKING:
+    from gradlint.rule import Rule
 
 
 def render(results: Sequence[FileResult], rules: Sequence[type[Rule]]) -> str:

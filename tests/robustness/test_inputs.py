@@ -152,20 +152,21 @@ def test_static_linting_never_imports_user_code(lint, tmp_path: Path) -> None:  
 def test_a_file_that_takes_too_long_is_reported_and_the_run_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
+    import gradlint.engine
     import gradlint.runner
 
     slow = tmp_path / "slow.py"
     slow.write_text(BAD)
     fast = tmp_path / "fast.py"
     fast.write_text(BAD)
-    real = gradlint.runner.lint_source
+    real = gradlint.engine.lint_source
 
     def crawl(data, path, *args, **kwargs):  # type: ignore[no-untyped-def]
         if path.endswith("slow.py"):
             time.sleep(5)
         return real(data, path, *args, **kwargs)
 
-    monkeypatch.setattr(gradlint.runner, "lint_source", crawl)
+    monkeypatch.setattr(gradlint.engine, "lint_source", crawl)
     monkeypatch.setattr(gradlint.runner, "FILE_TIME_LIMIT", 1)
     start = time.perf_counter()
     results = lint_tree([fast, slow], Config(root=tmp_path), list(all_rules()), RunOptions(jobs=1))
