@@ -448,6 +448,15 @@ def explain_text(rule: Any) -> str:
     if rule.OPTIONS:
         parts += ["", "## Options", "", f"Under `[tool.gradlint.rules.{rule.name()}]`:", ""]
         parts += [f"- `{key}` (default `{value!r}`)" for key, value in rule.OPTIONS.items()]
+    if rule.NEEDS:
+        words = ", ".join(f"`{word}`" for word in rule.NEEDS)
+        parts += [
+            "",
+            "## Files it reads",
+            "",
+            f"Only files whose text contains one of {words} (case-sensitive): the rule cannot "
+            "find anything elsewhere, so it is not run there.",
+        ]
     return "\n".join(parts) + "\n"
 
 
