@@ -102,6 +102,15 @@ def _settings(config: Config, rules: Sequence[type[Rule]]) -> str:
     return config.fingerprint() + "|" + ",".join(rule.CODE for rule in rules)
 
 
+def passes_prefilter(paths: Sequence[Path]) -> list[Path]:
+    """The files among `paths` that a run parses (cache aside): the others cannot hold
+    PyTorch code. For benchmarks, whose floor must parse the same files."""
+    local = _local_modules(paths)
+    return [
+        p for p in paths if not isinstance(d := _read(p), OSError) and _may_hold_torch(p, d, local)
+    ]
+
+
 def _local_modules(paths: Sequence[Path]) -> set[str]:
     """Every module and package name the linted tree defines (`pkg`, `pkg.models`, ...)."""
     local: set[str] = set()

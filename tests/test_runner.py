@@ -18,7 +18,7 @@ from gradlint.findings import Edit, Fix
 from gradlint.fixes import FixError, apply_fixes, check_parses, write_atomically
 from gradlint.project import ClassFacts, Deferred, FileSummary
 from gradlint.registry import find_rule
-from gradlint.runner import RunOptions, lint_tree
+from gradlint.runner import RunOptions, lint_tree, passes_prefilter
 
 SIGMOIDS = "from torch import nn\nnet = nn.Sequential(" + "nn.Linear(4, 4), nn.Sigmoid(), " * 4 + ")\n"
 
@@ -49,6 +49,10 @@ def test_prefilter_skips_files_without_torch_but_keeps_local_importers(tmp_path:
     assert results["notes.py"].skipped == "no torch and no local import"
     assert results["train.py"].skipped is None and results["rel.py"].skipped is None
     assert [f.code for f in results["model.py"].findings] == ["GL101"]
+    parsed = [p.name for p in passes_prefilter(paths)]  # what the benchmark's floor parses
+    assert sorted(parsed) == sorted(
+        name for name, r in results.items() if r.skipped is None
+    )
 
 
 def test_cache_hits_skip_linting_and_survive_corruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
