@@ -217,13 +217,17 @@ class UncheckedCustomBackward(Rule):
     def visit_Module(self, node: cst.Module) -> None:
         self._checked: set[str] = set()
         self._aliases: dict[str, set[str]] = {}
+        # "backward" in a docstring is common; a Function subclass to check is not
+        self._functions = graph.autograd_functions(self.index)
 
     def visit_Call(self, node: cst.Call) -> None:
-        if graph.is_gradcheck_call(self.index, node):
+        if self._functions and graph.is_gradcheck_call(self.index, node):
             for arg in node.args:
                 self._checked |= graph.mentioned_names(arg.value)
 
     def visit_Assign(self, node: cst.Assign) -> None:
+        if not self._functions:
+            return  # aliases matter only on the way from a gradcheck call to a Function
         for target in node.targets:
             if isinstance(target.target, cst.Name):
                 self._aliases.setdefault(target.target.value, set()).update(
@@ -231,10 +235,10 @@ class UncheckedCustomBackward(Rule):
                 )
 
     def leave_Module(self, original_node: cst.Module) -> None:
-        if graph.is_test_path(self.context.path):
-            return  # tests exercise the backward in their own way
+        if not self._functions or graph.is_test_path(self.context.path):
+            return  # no Function subclass; or tests, which exercise the backward their own way
         checked = self._expand(self._checked)
-        for name, node in graph.autograd_functions(self.index).items():
+        for name, node in self._functions.items():
             backward = next(
                 (
                     s

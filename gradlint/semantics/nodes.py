@@ -147,6 +147,10 @@ def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
 _WALKABLE: frozenset[type] = NODE_TYPES - TRIVIA
 
 
+# bodies that do not run when the code around them runs
+_NESTED = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
 def descendants(node: cst.CSTNode, *, into_functions: bool = True) -> Iterator[cst.CSTNode]:
     """Every non-trivia node under `node` (not `node` itself), depth first, in source order.
 
@@ -155,11 +159,10 @@ def descendants(node: cst.CSTNode, *, into_functions: bool = True) -> Iterator[c
     """
     stack = list(children(node))
     stack.reverse()
-    nested = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
     while stack:
         current = stack.pop()
         yield current
-        if not into_functions and isinstance(current, nested):
+        if not into_functions and isinstance(current, _NESTED):
             continue
         kids = list(children(current))
         kids.reverse()
@@ -168,11 +171,13 @@ def descendants(node: cst.CSTNode, *, into_functions: bool = True) -> Iterator[c
 
 def find(node: cst.CSTNode, kind: type[N], *, into_functions: bool = True) -> Iterator[N]:
     """Descendants of one node type, in source order."""
-    if into_functions:
-        table = _table_for(node)
-        if table is not None:
-            yield from table.under(node, (kind,), include_self=False)  # type: ignore[misc]
-            return
+    table = _table_for(node)
+    if table is not None:
+        found = table.under(node, (kind,), include_self=False)
+        if not into_functions and found:
+            found = table.outside(node, found, _NESTED)
+        yield from found  # type: ignore[misc]
+        return
     for current in descendants(node, into_functions=into_functions):
         if isinstance(current, kind):
             yield current
@@ -226,6 +231,15 @@ class NodeTable:
     def holds(self, node: cst.CSTNode) -> bool:
         span = self.span.get(id(node))
         return span is not None and self.order[span[0]] is node
+
+    def outside(
+        self, node: cst.CSTNode, found: list[cst.CSTNode], nested: tuple[type, ...]
+    ) -> list[cst.CSTNode]:
+        """`found` (nodes under `node`) less those inside a `nested` node below `node`."""
+        spans = [self.span[id(n)] for n in self.under(node, nested, include_self=False)]
+        if not spans:
+            return found
+        return [n for n in found if not any(s < self.span[id(n)][0] < e for s, e in spans)]
 
     def under(
         self, node: cst.CSTNode, kinds: tuple[type, ...], *, include_self: bool
