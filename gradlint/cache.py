@@ -38,7 +38,7 @@ def _code_fingerprint() -> str:
 class Cache:
     def __init__(self, folder: Path, settings: str) -> None:
         self.folder = folder
-        self.salt = f"{_FORMAT}\0{__version__}\0{_code_fingerprint()}\0{settings}".encode()
+        self.salt = f"{_FORMAT}\0{code_stamp()}\0{settings}".encode()
 
     def key(self, path: str, data: bytes) -> str:
         digest = hashlib.sha256(self.salt)

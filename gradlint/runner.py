@@ -164,7 +164,7 @@ def _init_worker(config: Config, rules: list[type[Rule]], cache: Cache | None) -
     _calm_gc()
 
 
-_GC_CALMED: list[bool] = []
+_GC_CALMED = False
 
 
 def _calm_gc() -> None:
@@ -172,8 +172,9 @@ def _calm_gc() -> None:
     collector runs every 700 of them, rescanning every object alive (the interpreter, libcst,
     gradlint) again and again. Freeze what exists now and collect young objects less often:
     a file's cyclic garbage is still freed within a few thousand statements."""
+    global _GC_CALMED
     if not _GC_CALMED:
-        _GC_CALMED.append(True)
+        _GC_CALMED = True
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
 

@@ -105,14 +105,7 @@ def child_fields(cls: type, skip: frozenset[type] = TRIVIA) -> tuple[str, ...]:
 
 
 _PLANS: dict[frozenset[type], dict[type, tuple[str, ...]]] = {}
-_PLAN: dict[type, tuple[str, ...]] = {}  # for the default skip set, filled as classes are met
-
-
-def _plan(cls: type) -> tuple[str, ...]:
-    plan = _PLAN.get(cls)
-    if plan is None:
-        plan = _PLAN[cls] = child_fields(cls)
-    return plan
+_PLAN = _PLANS.setdefault(TRIVIA, {})  # the plans for the default skip set, read directly
 
 
 def _may_hold(hint: object, skip: frozenset[type]) -> bool:
@@ -132,7 +125,7 @@ def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     cls = type(node)
     plan = _PLAN.get(cls)
     if plan is None:
-        plan = _plan(cls)
+        plan = child_fields(cls)
     for name in plan:
         value = getattr(node, name)
         kind = type(value)
@@ -214,18 +207,8 @@ class NodeTable:
         if positions is None:
             positions = self.by_type[cls] = []
         positions.append(start)
-        plan = _PLAN.get(cls)
-        if plan is None:
-            plan = _plan(cls)
-        for name in plan:
-            value = getattr(node, name)
-            kind = type(value)
-            if kind is tuple or kind is list:
-                for item in value:
-                    if type(item) in _WALKABLE:
-                        self._add(item)
-            elif kind in _WALKABLE:
-                self._add(value)
+        for child in children(node):
+            self._add(child)
         self.span[id(node)] = (start, len(order))
 
     def holds(self, node: cst.CSTNode) -> bool:
