@@ -27,7 +27,14 @@ from gradlint.notebook import is_notebook, to_cells
 from gradlint.output import RENDERERS
 from gradlint.output.color import colorize, use_color
 from gradlint.output.progress import Progress
-from gradlint.registry import all_rules, catalogue_in, find_rule, selected_rules, validate_selectors
+from gradlint.registry import (
+    all_rules,
+    catalogue_in,
+    find_rule,
+    rule_state,
+    selected_rules,
+    validate_selectors,
+)
 from gradlint.runner import RunOptions, lint_tree
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -94,6 +101,11 @@ def _split(values: Sequence[str]) -> tuple[str, ...] | None:
     multiple=True,
     metavar="CODES",
     help="Rules to enable on top of the selection.",
+)
+@click.option(
+    "--preview/--no-preview",
+    default=None,
+    help="Also run the preview rules (not yet precise enough to be on by default).",
 )
 @click.option(
     "--format",
@@ -180,6 +192,7 @@ def check(
     select: tuple[str, ...],
     ignore: tuple[str, ...],
     extend_select: tuple[str, ...],
+    preview: bool | None,
     output_format: str,
     output_file: Path | None,
     config_path: Path | None,
@@ -212,6 +225,7 @@ def check(
             for flag, values in flags.items():  # checked apart so the config file is not blamed
                 validate_selectors(_split(values) or (), f"command line {flag}")
             config = config.with_cli(
+                preview=preview,
                 select=_split(select),
                 ignore=(*config.ignore, *(_split(ignore) or ())) if ignore else None,
                 extend_select=(*config.extend_select, *(_split(extend_select) or ()))
@@ -414,7 +428,7 @@ def rules_command(show_all: bool) -> None:
     rules = all_rules()
     width = max(len(rule.name()) for rule in rules)
     for rule in rules:
-        state = "" if rule.DEFAULT_ENABLED else " (off by default)"
+        state = rule_state(rule)
         click.echo(
             f"{rule.CODE}  {rule.name():<{width}}  {rule.SEVERITY.value:<7}  "
             f"{rule.summary()}{state}"
@@ -437,7 +451,7 @@ def explain_text(rule: Any) -> str:
     parts = [
         f"# {rule.CODE} {rule.name()}",
         "",
-        f"Severity: {rule.SEVERITY.value}" + ("" if rule.DEFAULT_ENABLED else " (off by default)"),
+        f"Severity: {rule.SEVERITY.value}{rule_state(rule)}",
         "",
     ]
     parts.append(textwrap.dedent(rule.__doc__ or "").strip())

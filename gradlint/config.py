@@ -43,8 +43,10 @@ DEFAULT_EXCLUDE = (
     "site-packages",
 )
 
-_LIST_KEYS = ("select", "ignore", "extend-select", "exclude", "extend-exclude")
-_KNOWN_KEYS = (*_LIST_KEYS, "per-file-ignores", "severity", "rules", "probe")
+_LIST_KEYS = ("select", "ignore", "extend-select", "exclude", "extend-exclude", "test-paths")
+_KNOWN_KEYS = (*_LIST_KEYS, "per-file-ignores", "severity", "rules", "probe", "preview")
+# What counts as test code (patterns as for exclude): most rules stay quiet there.
+DEFAULT_TEST_PATHS = ("tests", "test", "test_*.py", "*_test.py", "conftest.py")
 
 
 class ConfigError(Exception):
@@ -64,6 +66,8 @@ class Config:
     severity: Mapping[str, Severity] = field(default_factory=dict)
     rule_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     probe: Mapping[str, Any] = field(default_factory=dict)
+    preview: bool = False  # run the preview rules too
+    test_paths: tuple[str, ...] = DEFAULT_TEST_PATHS
     root: Path = field(default_factory=Path.cwd)  # patterns are relative to this folder
     source: Path | None = None  # the file the settings came from
 
@@ -79,6 +83,8 @@ class Config:
                 self.ignore,
                 self.extend_select,
                 self.per_file_ignores,
+                self.preview,
+                self.test_paths,
                 sorted((k, v.value) for k, v in self.severity.items()),
                 sorted((k, sorted(v.items())) for k, v in self.rule_options.items()),
             )
@@ -154,6 +160,10 @@ def parse_table(table: Mapping[str, Any], path: Path) -> Config:
     if not isinstance(probe, Mapping):
         raise ConfigError(f"{where} 'probe' must be a table")
     values["probe"] = dict(probe)
+    if "preview" in table:
+        if not isinstance(table["preview"], bool):
+            raise ConfigError(f"{where} 'preview' must be true or false")
+        values["preview"] = table["preview"]
     return Config(root=path.parent.resolve(), source=path, **values)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradlint.cli import explain_text
-from gradlint.registry import ENGINE_CODES, all_rules
+from gradlint.registry import ENGINE_CODES, all_rules, rule_state
 from gradlint.rule import Rule
 
 START, END = "<!-- rules-table:start -->", "<!-- rules-table:end -->"
@@ -37,7 +37,7 @@ def rules_table(rules: Sequence[type[Rule]], link_prefix: str = "docs/rules/") -
     """The Markdown table of every rule, engine codes last."""
     rows = ["| code | name | severity | what it finds |", "| --- | --- | --- | --- |"]
     for rule in sorted(rules, key=lambda r: r.CODE):
-        severity = rule.SEVERITY.value + ("" if rule.DEFAULT_ENABLED else " (off by default)")
+        severity = rule.SEVERITY.value + rule_state(rule)
         rows.append(
             f"| [{rule.CODE}]({link_prefix}{rule.CODE}.md) | {rule.name()} | {severity} "
             f"| {_cell(rule.summary())} |"

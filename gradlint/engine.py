@@ -19,7 +19,7 @@ from gradlint.rule import Rule, RuleContext
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.nodes import indexed
 from gradlint.semantics.summary import class_facts
-from gradlint.suppression import has_skip_file, keep_unsuppressed, noqa_lines
+from gradlint.suppression import has_skip_file, is_test_path, keep_unsuppressed, noqa_lines
 from gradlint.traversal import Dispatcher
 
 
@@ -79,6 +79,8 @@ def lint_source(
     noqa = noqa_lines(text)
     name, is_package = module if module is not None else module_name(Path(path))
     needed = [rule for rule in chosen if not rule.NEEDS or any(w in text for w in rule.NEEDS)]
+    if is_test_path(path, config):
+        needed = [rule for rule in needed if rule.IN_TESTS]
     with indexed(tree):
         findings, index, deferred = _run_rules(tree, path, config, needed, text)
         summary = FileSummary(

@@ -145,8 +145,20 @@ def selected_rules(config: Config) -> list[type[Rule]]:
     return [
         rule
         for rule in known_rules()
-        if is_selected(rule.CODE, rule.name(), config, rule.DEFAULT_ENABLED)
+        if is_selected(rule.CODE, rule.name(), config, is_on_by_default(rule, config))
     ]
+
+
+def rule_state(rule: Any) -> str:
+    """How a rule (class or catalogue entry) is switched on, for listings; '' by default."""
+    if rule.PREVIEW:
+        return " (preview)"
+    return "" if rule.DEFAULT_ENABLED else " (off by default)"
+
+
+def is_on_by_default(rule: type[Rule], config: Config) -> bool:
+    """Whether the rule runs without being named: preview rules only with `preview`."""
+    return rule.DEFAULT_ENABLED and (config.preview or not rule.PREVIEW)
 
 
 def _check_rule_options(options: Mapping[str, Mapping[str, Any]], where: str) -> None:
@@ -216,6 +228,8 @@ class LazyRule:
         self.CODE: str = entry["code"]
         self.SEVERITY = Severity(entry["severity"])
         self.DEFAULT_ENABLED: bool = entry["default_enabled"]
+        self.PREVIEW: bool = entry["preview"]
+        self.IN_TESTS: bool = entry["in_tests"]
         self.OPTIONS: dict[str, Any] = dict(entry["options"])
         self.HINT: str | None = entry["hint"]
         self.NEEDS: tuple[str, ...] = tuple(entry["needs"])
@@ -258,6 +272,8 @@ def describe(rule: type[Rule]) -> dict[str, Any]:
         "name": rule.name(),
         "severity": rule.SEVERITY.value,
         "default_enabled": rule.DEFAULT_ENABLED,
+        "preview": rule.PREVIEW,
+        "in_tests": rule.IN_TESTS,
         "options": dict(rule.OPTIONS),
         "hint": rule.HINT,
         "needs": list(rule.NEEDS),

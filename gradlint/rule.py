@@ -80,6 +80,12 @@ class Rule:
     MESSAGE: ClassVar[str]
     HINT: ClassVar[str | None] = None
     DEFAULT_ENABLED: ClassVar[bool] = True
+    # A preview rule is not yet precise enough on real code to be on by default: it runs with
+    # `--preview` / `preview = true`, or when its code or name is selected explicitly.
+    PREVIEW: ClassVar[bool] = False
+    # Whether the rule also runs on test code (`test-paths`). Toy models with arbitrary learning
+    # rates, odd inits and short loops are the norm there, so most rules stay quiet.
+    IN_TESTS: ClassVar[bool] = False
     OPTIONS: ClassVar[dict[str, Any]] = {}
     VALID: ClassVar[list[Valid]] = []
     INVALID: ClassVar[list[Invalid]] = []

@@ -89,6 +89,17 @@ def path_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
     return matches
 
 
+def is_test_path(path: str, config: Config) -> bool:
+    """Whether the file is test code by `test-paths` (a pattern without '/' may match any
+    folder on the way, so `tests` covers `tests/unit/test_x.py`)."""
+    if not config.test_paths:
+        return False
+    relative = relative_to_root(Path(path), config.root)
+    matches = path_matcher(config.test_paths)
+    parts = relative.split("/")
+    return any(matches("/".join(parts[: i + 1])) for i in range(len(parts)))
+
+
 def ignored_by_path(
     finding: Finding, relative: str, per_file_ignores: Sequence[tuple[str, tuple[str, ...]]]
 ) -> bool:

@@ -43,6 +43,7 @@ class SigmoidBeforeBceLoss(Rule):
     CODE = "GL107"
     NEEDS = ("BCELoss", "binary_cross_entropy")  # nn.BCELoss or F.binary_cross_entropy
     SEVERITY = Severity.WARNING
+    IN_TESTS = True  # a real bug in test helpers too
     MESSAGE = (
         "`{loss}` is applied to {source}; log(sigmoid(x)) in two steps saturates, so confident "
         "wrong predictions get no gradient"

@@ -54,6 +54,7 @@ class SoftmaxBeforeCrossEntropy(Rule):
     # a CE/NLL loss, or `log()` of a softmax
     NEEDS = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss", "oftmax")
     SEVERITY = Severity.ERROR
+    IN_TESTS = True  # a real bug in test helpers too
     MESSAGE = "`{loss}` is applied to {source}; {why}"
     HINT = (
         "Pass raw logits to CrossEntropyLoss (apply softmax only for predictions); give NLLLoss "

@@ -34,6 +34,7 @@ class UnregisteredSubmodule(Rule):
 
     CODE = "GL116"
     SEVERITY = Severity.ERROR
+    IN_TESTS = True  # a real bug in test helpers too
     MESSAGE = (
         "`self.{attr}` keeps {what} in a plain {kind}, so they are not registered: "
         "`model.parameters()` misses them, they are never trained and `.to(device)` skips them"
