@@ -25,7 +25,12 @@ if TYPE_CHECKING:
     from gradlint.rule import Rule
 
 SUFFIX = ".ipynb"
-_HELP = re.compile(r"^\s*(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")  # `obj?`, `??obj`
+_HELP = re.compile(r"^\s*(\?{1,2}[\w.*]+|[\w.*]+\?{1,2})\s*$")  # `obj?`, `??obj`, `torch.*Tensor?`
+# shell commands IPython runs without `%` (automagic): `cd data`, `pip install x`, `ls -l`
+_AUTOMAGIC = re.compile(
+    r"^\s*(cd|ls|pip|conda|mkdir|cp|mv|rm|cat|wget|unzip|load_ext|matplotlib|tensorboard)"
+    r"(\s+[-\w./~'\"$:]|\s*$)(?!.*=)"
+)
 _ASSIGNED_MAGIC = re.compile(r"^\s*[\w.]+\s*=\s*[%!]")  # `files = !ls`, `t = %timeit -o f()`
 
 
@@ -95,16 +100,84 @@ def neutralise(lines: Sequence[str]) -> list[str]:
     if lines and lines[0].lstrip().startswith("%%"):
         # a cell magic (%%time, %%bash, %%writefile) may hold anything: not Python we can read
         return [_comment(line) for line in lines]
+    lines = _dedent_cell(lines)
     out: list[str] = []
-    continued = False
+    magic_goes_on = False
+    code = _CodeState()
     for line in lines:
-        if continued or _is_ipython_line(line):
+        if magic_goes_on or (code.at_statement_start and _is_ipython_line(line)):
             indent = line[: len(line) - len(line.lstrip())]
-            out.append(_comment(line) if continued else f"{indent}pass  # {line.strip()}")
-            continued = line.rstrip().endswith("\\")  # `%pip install a \` goes on below
+            out.append(_comment(line) if magic_goes_on else f"{indent}pass  # {line.strip()}")
+            magic_goes_on = line.rstrip().endswith("\\")  # `%pip install a \` goes on below
         else:
             out.append(line)
+            code.read(line)  # a `%` inside brackets or after a backslash is Python's modulo
     return out
+
+
+def _dedent_cell(lines: Sequence[str]) -> list[str]:
+    """IPython removes the first line's indentation from every line of the cell."""
+    first = next((line for line in lines if line.strip()), "")
+    indent = first[: len(first) - len(first.lstrip())]
+    if not indent:
+        return list(lines)
+    return [line[len(indent) :] if line.startswith(indent) else line for line in lines]
+
+
+class _CodeState:
+    """Just enough of Python's tokenizer to know whether a line starts a new statement:
+    open brackets, a trailing backslash and triple-quoted strings carry a statement on."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.backslash = False
+        self.quote: str | None = None  # the open triple quote
+
+    @property
+    def at_statement_start(self) -> bool:
+        return self.depth == 0 and not self.backslash and self.quote is None
+
+    def read(self, line: str) -> None:
+        at, end = 0, len(line)
+        while at < end:
+            char = line[at]
+            if self.quote is not None:
+                if char == "\\":
+                    at += 2
+                    continue
+                if line.startswith(self.quote, at):
+                    at += 3
+                    self.quote = None
+                    continue
+                at += 1
+            elif char == "#":
+                break
+            elif char in "\"'":
+                if line.startswith(char * 3, at):
+                    self.quote = char * 3
+                    at += 3
+                    continue
+                at = _string_end(line, at)
+            else:
+                if char in "([{":
+                    self.depth += 1
+                elif char in ")]}":
+                    self.depth = max(self.depth - 1, 0)
+                at += 1
+        self.backslash = self.quote is None and line.rstrip().endswith("\\") and "#" not in line
+
+
+def _string_end(line: str, start: int) -> int:
+    """The index after the single-quoted string that opens at `start` (or the line's end)."""
+    quote, at = line[start], start + 1
+    while at < len(line):
+        if line[at] == "\\":
+            at += 2
+        elif line[at] == quote:
+            return at + 1
+        else:
+            at += 1
+    return at
 
 
 def _comment(line: str) -> str:
@@ -115,7 +188,7 @@ def _is_ipython_line(line: str) -> bool:
     stripped = line.lstrip()
     if stripped.startswith(("%", "!")):
         return True
-    return bool(_HELP.match(line) or _ASSIGNED_MAGIC.match(line))
+    return bool(_HELP.match(line) or _ASSIGNED_MAGIC.match(line) or _AUTOMAGIC.match(line))
 
 
 def lint_notebook(

@@ -87,6 +87,28 @@ def test_line_continuation_of_a_magic_is_skipped_too() -> None:
         "pass  # %pip install a \\", "#     b", "x = 1"]
 
 
+def test_percent_inside_brackets_or_after_a_backslash_is_modulo() -> None:
+    cell = ["total = (steps", "         % every)", "rest = steps \\", "    % every",
+            'doc = """', "%not a magic inside a string", '"""', "%time f()"]
+    assert neutralise(cell) == cell[:-1] + ["pass  # %time f()"]
+
+
+def test_help_with_wildcards_and_automagic_shell_commands() -> None:
+    cell = ["torch.*Tensor?", "cd data", "pip install torchvision", "ls -l", "ls = [1, 2]"]
+    assert neutralise(cell) == ["pass  # torch.*Tensor?", "pass  # cd data",
+                                "pass  # pip install torchvision", "pass  # ls -l", "ls = [1, 2]"]
+
+
+def test_a_cell_whose_first_line_is_indented_is_dedented_as_ipython_does() -> None:
+    cell = ["    x = 1", "    if x:", "        y = 2"]
+    assert neutralise(cell) == ["x = 1", "if x:", "    y = 2"]
+
+
+def test_a_notebook_that_cannot_parse_names_the_cell(tmp_path: Path) -> None:
+    _, output = lint(tmp_path, notebook("import torch", "x = (1,"))
+    assert "cell 2:" in output and "GL001" in output
+
+
 def test_magics_do_not_move_findings(tmp_path: Path) -> None:
     plain = notebook("import torch\nfrom torch import nn", MODEL_CELL)
     magic = notebook("%matplotlib inline\n!nvidia-smi\nimport torch\nfrom torch import nn",

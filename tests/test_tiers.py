@@ -89,8 +89,14 @@ def test_preview_flag_is_accepted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["tests/test_model.py", "test/model.py", "pkg/tests/unit/helpers.py", "test_x.py",
-     "model_test.py", "conftest.py"],
+    [
+        "tests/test_model.py",
+        "test/model.py",
+        "pkg/tests/unit/helpers.py",
+        "test_x.py",
+        "model_test.py",
+        "conftest.py",
+    ],
 )
 def test_test_paths_by_default(path: str) -> None:
     assert is_test_path(path, Config(root=Path.cwd()))
