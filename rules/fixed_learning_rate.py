@@ -1,19 +1,30 @@
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.semantics import tables
+from gradlint.semantics.run_length import run_length, unused_schedule_options
 from gradlint.semantics.training import training_facts
+from gradlint.semantics.training_extra import hands_optimizer_away
+
+MIN_EPOCHS = 20  # epochs over the data, or
+MIN_STEPS = 10_000  # optimizer steps, that a run with one learning rate must last to be flagged
+# reinforcement learning: constant learning rates are the norm in its recipes
+RL_WORDS = re.compile(r"\b(gym|gymnasium|env\.step|reward|replay_buffer|ReplayBuffer)\b")
 
 
 class FixedLearningRate(Rule):
     """
     ## What it does
-    Flags an optimizer created with a learning rate and stepped for many epochs (inside an
-    epoch loop, two nested loops, or a function called from one) when the file sets up no
-    learning-rate schedule at all: no `torch.optim.lr_scheduler`, no `get_*_schedule*`
-    helper, no manual `param_group["lr"] = ...` decay.
+    Flags an optimizer created with a learning rate and stepped for a long run, at least 20
+    epochs over the data or 10,000 steps, when the file sets up no learning-rate schedule at
+    all: no `torch.optim.lr_scheduler`, no `get_*_schedule*` helper, no manual
+    `param_group["lr"] = ...` decay. The length must be stated in the file: `range(30)`, a
+    module constant, an `argparse` default, a config dict literal, a parameter default.
+    A `--decay_epoch`-style option that is parsed and never read is named in the message.
 
     ## Why is this bad?
     Gradient descent moves each weight by `lr * gradient`. Early in training a large step
@@ -27,11 +38,12 @@ class FixedLearningRate(Rule):
     its step by line search and is not flagged.
 
     ## Known limitations
-    Only one file is analysed (cross-file analysis is planned): an optimizer built in another
-    module is not checked, and a schedule created elsewhere is seen only when this file
-    names it (`build_scheduler(...)`, `self.lr_scheduler.step()`). Any schedule in the file
-    quiets the rule for every optimizer in it. Optimizers built without an explicit `lr`,
-    optimizers rebuilt inside a loop, and Lightning's automatic optimization are not checked.
+    The rule stays quiet whenever it cannot be sure: a run length read from a config file or
+    the command line without a default, an optimizer handed to a helper of another module
+    (which may change its learning rate), any schedule anywhere in the file, GAN recipes
+    (several optimizers) and reinforcement learning (constant learning rates are their norm),
+    optimizers built without an explicit `lr` or rebuilt inside a loop, and Lightning's
+    automatic optimization. Test code is not checked (`test-paths`).
     """
 
     CODE = "GL105"
@@ -39,8 +51,8 @@ class FixedLearningRate(Rule):
     NEEDS = ("backward",)
     SEVERITY = Severity.INFO
     MESSAGE = (
-        "`{optimizer}` keeps lr={lr} for every epoch and nothing in this file schedules it; "
-        "a step size that makes fast progress early keeps overshooting near the minimum"
+        "`{optimizer}` keeps lr={lr} for all {length} and nothing in this file schedules it; "
+        "a step size that makes fast progress early keeps overshooting near the minimum{unused}"
     )
     HINT = (
         "Add a schedule stepped once per epoch or iteration: torch.optim.lr_scheduler.StepLR, "
@@ -236,6 +248,66 @@ class FixedLearningRate(Rule):
                             self.optimizer.step()
                         self.lr_sched.step()
         """),
+        # a tidy tutorial: five epochs
+        Valid("""
+            import torch
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+            for epoch in range(5):
+                for x, y in loader:
+                    optimizer.zero_grad()
+                    loss_fn(model(x), y).backward()
+                    optimizer.step()
+        """),
+        # the number of epochs comes from a YAML file: unknown here
+        Valid("""
+            import torch, yaml
+            cfg = yaml.safe_load(open("train.yaml"))
+            optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+            for epoch in range(cfg["epochs"]):
+                for x, y in loader:
+                    optimizer.zero_grad()
+                    loss_fn(model(x), y).backward()
+                    optimizer.step()
+        """),
+        # DCGAN recipe: generator and discriminator keep lr=2e-4 by design
+        Valid("""
+            import torch
+            opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+            opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+            for epoch in range(100):
+                for real in loader:
+                    opt_d.zero_grad()
+                    d_loss(D(real), D(G(noise()).detach())).backward()
+                    opt_d.step()
+                    opt_g.zero_grad()
+                    g_loss(D(G(noise()))).backward()
+                    opt_g.step()
+        """),
+        # reinforcement learning: DQN with a constant rate
+        Valid("""
+            import gym, torch
+            env = gym.make("CartPole-v1")
+            optimizer = torch.optim.Adam(q_net.parameters(), lr=1e-3)
+            for episode in range(500):
+                state = env.reset()
+                for t in range(200):
+                    state, reward, done, _ = env.step(act(state))
+                    optimizer.zero_grad()
+                    td_loss(q_net, replay.sample()).backward()
+                    optimizer.step()
+        """),
+        # the optimizer goes to a helper of another module that adjusts its rate
+        Valid("""
+            import torch
+            from utils import adjust_learning_rate
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+            for epoch in range(90):
+                adjust_learning_rate(optimizer, epoch)
+                for x, y in loader:
+                    optimizer.zero_grad()
+                    loss_fn(model(x), y).backward()
+                    optimizer.step()
+        """),
         # stochastic weight averaging with its own LR schedule
         Valid("""
             import torch
@@ -294,7 +366,7 @@ class FixedLearningRate(Rule):
                 def __init__(self, model, lr):
                     self.model = model
                     self.optimizer = optim.AdamW(model.parameters(), lr=lr)
-                def fit(self, loader, epochs):
+                def fit(self, loader, epochs=50):
                     for epoch in range(epochs):
                         for batch in loader:
                             self.optimizer.zero_grad()
@@ -308,6 +380,7 @@ class FixedLearningRate(Rule):
         Invalid(
             """
             import torch
+            max_epochs = 120
             optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
             scaler = torch.cuda.amp.GradScaler()
             epoch = 0
@@ -320,7 +393,42 @@ class FixedLearningRate(Rule):
                     scaler.update()
                 epoch += 1
         """,
-            line=2,
+            line=3,
+        ),
+        # a GAN-free image-translation script: epochs from argparse, a decay option never read
+        Invalid(
+            """
+            import argparse
+            import torch
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--n_epochs", type=int, default=200)
+            parser.add_argument("--decay_epoch", type=int, default=100)
+            opt = parser.parse_args()
+            optimizer = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))
+            for epoch in range(opt.n_epochs):
+                for batch in loader:
+                    optimizer.zero_grad()
+                    criterion(net(batch["A"]), batch["B"]).backward()
+                    optimizer.step()
+        """,
+            line=7,
+            message="`--decay_epoch` is parsed but never used",
+        ),
+        # an iteration-count loop from a config dict
+        Invalid(
+            """
+            import torch
+            config = {"iterations": 50000, "lr": 1e-3}
+            optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+            data = iter(loader)
+            for it in range(config["iterations"]):
+                x, y = next(data)
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+        """,
+            line=3,
+            message="50,000 steps",
         ),
     ]
 
@@ -328,6 +436,10 @@ class FixedLearningRate(Rule):
         facts = training_facts(self.index)
         if facts.has_lr_schedule:
             return  # some schedule exists in this file
+        if RL_WORDS.search(self.index.source or ""):
+            return  # reinforcement learning: a constant learning rate is the recipe
+        if len({s.construction.call for s in facts.steps if s.construction}) > 1:
+            return  # GANs and other multi-optimizer recipes keep their rates constant
         reported: set[cst.Call] = set()
         for step in facts.steps:
             built = step.construction
@@ -339,8 +451,18 @@ class FixedLearningRate(Rule):
                 continue  # rebuilt every pass, typically with a new lr
             if built.name in tables.NO_SCHEDULE_OPTIMIZERS:
                 continue  # LBFGS: line search picks the step
-            if not facts.is_multi_epoch(step):
-                continue  # a single pass over the data
+            length = run_length(facts, step)
+            if (length.epochs or 0) >= MIN_EPOCHS:
+                said = f"{length.epochs} epochs"
+            elif (length.steps or 0) >= MIN_STEPS:
+                said = f"{length.steps:,} steps"
+            else:
+                continue  # a short run, or one whose length this file does not state
+            if hands_optimizer_away(self.index, node, step.optimizer):
+                continue  # a helper of another module gets the optimizer and may decay it
             reported.add(built.call)
+            unused = unused_schedule_options(self.index)
+            note = f"; `--{unused[0]}` is parsed but never used" if unused else ""
             lr = self.context.module.code_for_node(built.lr)
-            self.report(built.call, optimizer=built.name.rsplit(".", 1)[-1], lr=lr)
+            optimizer = built.name.rsplit(".", 1)[-1]
+            self.report(built.call, optimizer=optimizer, lr=lr, length=said, unused=note)
