@@ -146,7 +146,7 @@ def _key(expr: cst.BaseExpression) -> str | None:
     if isinstance(expr, cst.Subscript) and len(expr.slice) == 1:
         element = expr.slice[0].slice
         if isinstance(element, cst.Index) and isinstance(element.value, cst.SimpleString):
-            return f'["{element.value.evaluated_value}"]'
+            return f'["{element.value.evaluated_value!s}"]'
     return None
 
 
@@ -174,7 +174,7 @@ def _definitions(index: TorchIndex) -> dict[str, list[cst.BaseExpression]]:
                     if isinstance(element, cst.DictElement) and isinstance(
                         element.key, cst.SimpleString
                     ):
-                        key = f'["{element.key.evaluated_value}"]'
+                        key = f'["{element.key.evaluated_value!s}"]'
                         found.setdefault(key, []).append(element.value)
                         found.setdefault("." + str(element.key.evaluated_value), []).append(
                             element.value
