@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
@@ -8,12 +10,15 @@ from gradlint.semantics.names import dotted_name
 from gradlint.semantics.training import training_facts
 from gradlint.semantics.training_extra import (
     ABSOLUTE_LR_SCHEDULERS,
+    SCALING_LR_SCHEDULERS,
     FACTORY_FAMILIES,
     LR_LIMITS,
     numeric_literal,
     optimizer_family,
 )
 
+# `group["lr"] = rate(step)`: the rate is set by hand (warmup, Noam), the built value is unused
+MANUAL_LR = re.compile(r"\[\s*['\"]lr['\"]\s*\]\s*=[^=]")
 LR_FLAGS = frozenset({"--lr", "--learning-rate", "--learning_rate", "--base-lr", "--base_lr"})
 
 
@@ -43,7 +48,9 @@ class ExcessiveLearningRate(Rule):
     `{"params": ..., "lr": ...}` values; computed rates (`0.1 * batch_size / 256`). SGD is
     left alone when the file clips gradients (clipped SGD at lr 1–30 is the AWD-LSTM /
     Zaremba language-model recipe: the clip bounds each update), and every optimizer when
-    the file uses `OneCycleLR` or `CyclicLR`, which overwrite lr with their own values;
+    the file uses `OneCycleLR` or `CyclicLR`, which overwrite lr with their own values,
+    `LambdaLR` or `MultiplicativeLR`, whose factor turns lr into a scale (the Transformer's
+    Noam schedule builds Adam with lr=1), or writes `group["lr"] = ...` by hand (warmup);
     their `max_lr` is not checked either (the super-convergence recipe peaks at SGD lr
     1–3 for a short while, starting from max_lr/25).
     """
@@ -129,6 +136,25 @@ class ExcessiveLearningRate(Rule):
             from mylib.optim import SGD
             optimizer = SGD(model.parameters(), lr=5.0)
         """),
+        # Noam schedule: LambdaLR multiplies lr=1 by d_model**-0.5 * min(...)
+        Valid("""
+            import torch
+            from torch.optim.lr_scheduler import LambdaLR
+            def noam(step, d_model=512, warmup=4000):
+                step = max(step, 1)
+                return d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.98))
+            scheduler = LambdaLR(optimizer, lr_lambda=noam)
+        """),
+        # warmup written into the param groups by hand at every step
+        Valid("""
+            import torch
+            optimizer = torch.optim.Adam(model.parameters(), lr=1)
+            for step, batch in enumerate(loader):
+                for group in optimizer.param_groups:
+                    group["lr"] = 512 ** -0.5 * min((step + 1) ** -0.5, (step + 1) * 4000 ** -1.5)
+                train_step(batch)
+        """),
         # argparse default below the limit; Adagrad at 0.5
         Valid("""
             import argparse
@@ -202,7 +228,7 @@ class ExcessiveLearningRate(Rule):
 
     def visit_Call(self, node: cst.Call) -> None:
         name = self.index.call_name(node)
-        if name in ABSOLUTE_LR_SCHEDULERS:
+        if name in ABSOLUTE_LR_SCHEDULERS or name in SCALING_LR_SCHEDULERS:
             self.absolute_schedule = True
         keywords = {a.keyword.value: a.value for a in node.args if a.keyword is not None}
         positional = [a.value for a in node.args if a.keyword is None and a.star == ""]
@@ -253,7 +279,9 @@ class ExcessiveLearningRate(Rule):
 
     def leave_Module(self, original_node: cst.Module) -> None:
         if self.absolute_schedule:
-            return  # OneCycleLR / CyclicLR replace the optimizer's lr
+            return  # OneCycleLR / CyclicLR replace the optimizer's lr; LambdaLR scales it
+        if MANUAL_LR.search(self.index.source or ""):
+            return  # the rate is written into the param groups by hand (warmup, Noam)
         clipped: bool | None = None
         for call, optimizer, family, expr in self.optimizers:
             found = self._literal(expr)

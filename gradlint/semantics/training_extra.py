@@ -254,6 +254,11 @@ OPTIMIZER_MODULES = (
 ABSOLUTE_LR_SCHEDULERS = frozenset(
     {"torch.optim.lr_scheduler.OneCycleLR", "torch.optim.lr_scheduler.CyclicLR"}
 )
+# schedules whose factor multiplies the optimizer's lr, which is then only a scale (Noam:
+# `LambdaLR(Adam(..., lr=1), lambda s: d_model**-0.5 * min(...))`)
+SCALING_LR_SCHEDULERS = frozenset(
+    {"torch.optim.lr_scheduler.LambdaLR", "torch.optim.lr_scheduler.MultiplicativeLR"}
+)
 
 
 def optimizer_family(name: str | None) -> str | None:
