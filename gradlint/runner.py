@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from gradlint.cache import Cache
 from gradlint.config import Config
 from gradlint.findings import FileResult, Finding, Severity
+from gradlint.follow import ImportFollower
 from gradlint.notebook import NotebookError, is_notebook, lint_notebook, read_notebook, to_cells
 from gradlint.project import Deferred, FileSummary, Project, module_name
 from gradlint.registry import LazyRule, severity_for
@@ -78,7 +79,7 @@ def lint_tree(
         results[display] = result
         if cache and key:
             cache.put(key, result)
-    ordered = _project_phase([results[p.as_posix()] for p in paths], config, rules)
+    ordered = project_phase([results[p.as_posix()] for p in paths], config, rules, cache)
     # notebooks are linted (and cached) as their joined cells; cells are mapped at the end
     return [_notebook_cells(p, r) if is_notebook(p) else r for p, r in zip(paths, ordered)]
 
@@ -259,13 +260,18 @@ def _run(
 # -- the project phase ---------------------------------------------------------------------
 
 
-def _project_phase(
-    results: list[FileResult], config: Config, rules: Sequence[type[Rule]]
+def project_phase(
+    results: list[FileResult],
+    config: Config,
+    rules: Sequence[type[Rule]],
+    cache: Cache | None = None,
 ) -> list[FileResult]:
+    """Decide the deferred findings; the files they need but nobody named are followed
+    through their imports (read, never reported)."""
     summaries = [r.summary for r in results if r.summary is not None]
     if not any(s.deferred for s in summaries):
         return results
-    project = Project(summaries)
+    project = Project(summaries, ImportFollower(config, summaries, cache).load)
     by_code = {rule.CODE: rule for rule in rules}
     extra: dict[str, list[Finding]] = {}
     for summary in summaries:
