@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import os
+import json
 import sys
-import tempfile
 import textwrap
 import time
 from collections import Counter
@@ -27,7 +26,14 @@ from gradlint.notebook import is_notebook, to_cells
 from gradlint.output import RENDERERS
 from gradlint.output.color import colorize, use_color
 from gradlint.output.progress import Progress
-from gradlint.registry import all_rules, catalogue_in, find_rule, selected_rules, validate_selectors
+from gradlint.registry import (
+    ENGINE_CODES,
+    all_rules,
+    catalogue_in,
+    find_rule,
+    selected_rules,
+    validate_selectors,
+)
 from gradlint.runner import RunOptions, lint_tree
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -47,6 +53,26 @@ class _DefaultGroup(click.Group):
         if not args or args[0] not in known:
             args = ["check", *args]
         return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS] [PATHS]...")
+        formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix="   or: ")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The default command's options first: they are what `gradlint [PATHS]` accepts."""
+        click.Command.format_options(self, ctx, formatter)  # --version, --help
+        check = self.get_command(ctx, "check")
+        if check is not None:
+            rows = [
+                record
+                for param in check.get_params(ctx)
+                if isinstance(param, click.Option)
+                and "--help" not in param.opts
+                and (record := param.get_help_record(ctx)) is not None
+            ]
+            with formatter.section("Options for linting (gradlint [PATHS] = gradlint check)"):
+                formatter.write_dl(rows)
+        self.format_commands(ctx, formatter)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *self.LAZY})
@@ -68,9 +94,9 @@ class _DefaultGroup(click.Group):
 def cli() -> None:
     """Find gradient-flow bugs in PyTorch code.
 
-    `gradlint [PATHS]...` lints files and folders (the same as `gradlint check`);
-    run `gradlint check --help` for its options. To lint a folder named like a
-    command, write `gradlint check rules` or `gradlint ./rules`.
+    `gradlint [PATHS]...` lints files and folders (the same as `gradlint check`)
+    with the options below. To lint a folder named like a command, write
+    `gradlint check rules` or `gradlint ./rules`.
     """
 
 
@@ -126,7 +152,8 @@ def _split(values: Sequence[str]) -> tuple[str, ...] | None:
 @click.option(
     "--statistics",
     is_flag=True,
-    help="Show how many findings each rule produced instead of the findings.",
+    help="Show how many findings each rule produced instead of the findings "
+    "(a table, or JSON with --format json).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
 @click.option(
@@ -234,7 +261,8 @@ def check(
                     _fail("--fix and --diff need files, not standard input")
             else:
                 files = discover(list(paths) or [Path(".")], config)
-                options = RunOptions(jobs=jobs, cache_dir=folder)
+                named = frozenset(p.as_posix() for p in paths if not p.is_dir())
+                options = RunOptions(jobs=jobs, cache_dir=folder, named=named)
                 with Progress(len(files), enabled=not quiet):
                     results = lint_tree(files, config, rules, options)
                 if diff:
@@ -261,6 +289,8 @@ def check(
     terminal = output_file is None and _is_terminal()
     if statistics and human:
         report = _statistics(results)
+    elif statistics and output_format == "json":
+        report = _statistics_json(results, rules)
     colored = human and not statistics and use_color(color, terminal)
     if colored:
         report = colorize(report, results)
@@ -334,6 +364,18 @@ def _statistics(results: Sequence[FileResult]) -> str:
     return "".join(f"{count:>5}  {code}  {name}\n" for (code, name), count in rows)
 
 
+def _statistics_json(results: Sequence[FileResult], rules: Sequence[Any]) -> str:
+    """The counts as JSON: `[{"code", "name", "count", "fixable"}]`, most frequent first."""
+    counts = Counter((f.code, f.name) for r in results for f in r.findings)
+    fixable = Counter(f.code for r in results for f in r.findings if f.fix is not None)
+    rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    document = [
+        {"code": code, "name": name, "count": count, "fixable": fixable[code] > 0}
+        for (code, name), count in rows
+    ]
+    return json.dumps(document, indent=2) + "\n"
+
+
 def _is_terminal() -> bool:
     return sys.stdout.isatty()
 
@@ -369,10 +411,7 @@ def _write(report: str, target: Path | None, colored: bool = False) -> None:
         return
     try:  # write beside the target and rename, so a failed run never leaves half a report
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(report)
-        os.replace(temp, target)
+        write_atomically(target, report)
     except OSError as exc:
         _fail(f"{target}: cannot write report: {exc.strerror or exc}")
 
@@ -424,12 +463,32 @@ def rules_command(show_all: bool) -> None:
 @cli.command()
 @click.argument("code")
 def explain(code: str) -> None:
-    """Print the full documentation of one rule (by code or name)."""
+    """Print the full documentation of one rule (by code or name), GL000 and GL001 included."""
+    engine = _engine_code(code)
+    if engine is not None:
+        click.echo(engine_text(engine))
+        return
     rule = find_rule(code)
     if rule is None:
         _fail(f"unknown rule '{code}'; `gradlint rules` lists them")
         return
     click.echo(explain_text(rule))
+
+
+def _engine_code(code_or_name: str) -> str | None:
+    wanted = code_or_name.strip()
+    for code, name in ENGINE_CODES.items():
+        if wanted.upper() == code or wanted.lower() == name:
+            return code
+    return None
+
+
+def engine_text(code: str) -> str:
+    """The page of an engine code, shaped like a rule's."""
+    from gradlint.engine_codes import DOCS
+
+    header = [f"# {code} {ENGINE_CODES[code]}", "", "Severity: error", ""]
+    return "\n".join(header) + "\n" + DOCS[code].strip() + "\n"
 
 
 def explain_text(rule: Any) -> str:

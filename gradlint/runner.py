@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import gc
 import multiprocessing
 import os
@@ -38,6 +39,7 @@ class RunOptions:
     jobs: int = 0  # 0: one per available core
     cache_dir: Path | None = None  # None: no cache
     prefilter: bool = True
+    named: frozenset[str] = frozenset()  # files named on the command line (display paths)
 
 
 def default_jobs() -> int:
@@ -66,8 +68,10 @@ def lint_tree(
             results[display] = lint_source_error(display, data, config)
             continue
         if local is not None and not _may_hold_torch(path, data, local):
-            results[display] = FileResult(path=display, skipped="no torch and no local import")
-            continue
+            if display not in options.named or _compiles(path, data):
+                results[display] = FileResult(path=display, skipped="no torch and no local import")
+                continue
+            # named explicitly and broken: lint it, so the user hears why (GL001)
         hit = cache.get(cache.key(display, data)) if cache else None
         if hit is not None:
             results[display] = hit
@@ -136,6 +140,18 @@ def _may_hold_torch(path: Path, data: bytes, local: set[str]) -> bool:
         if module.startswith(".") or module in local or module.split(".")[0] in local:
             return True
     return False
+
+
+def _compiles(path: Path, data: bytes) -> bool:
+    """Python accepts the file (notebooks: their code cells)."""
+    code = _code_of(path, data)
+    if code is None:
+        return False
+    try:
+        compile(code, path.as_posix(), "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
 
 
 def _module_of(path: Path) -> tuple[str, bool]:
