@@ -23,7 +23,7 @@ from gradlint.discovery import DiscoveryError, discover
 from gradlint.findings import FileResult, Severity
 from gradlint.fixes import FixError, apply_fixes, check_parses, unified_diff, write_atomically
 from gradlint.notebook import is_notebook, to_cells
-from gradlint.output import RENDERERS
+from gradlint.output import RENDERERS, sarif
 from gradlint.output.color import colorize, use_color
 from gradlint.output.progress import Progress
 from gradlint.registry import (
@@ -284,7 +284,10 @@ def check(
                 results = hidden.results
         except (ConfigError, DiscoveryError, FixError, BaselineError) as exc:
             _fail(str(exc))
-    report = RENDERERS[output_format](results, rules)
+    if output_format == "sarif":  # code scanning needs paths relative to the repository
+        report = sarif.render(results, rules, root=repository_root(Path.cwd()))
+    else:
+        report = RENDERERS[output_format](results, rules)
     human = output_format in ("concise", "full")
     terminal = output_file is None and _is_terminal()
     if statistics and human:
@@ -356,6 +359,15 @@ def _resolve_config(explicit: Path | None, paths: Sequence[Path], stdin_name: st
     if not start.exists():
         start = Path(".")
     return load_config(find_config_file(start))
+
+
+def repository_root(start: Path) -> Path:
+    """The folder holding `.git` at or above `start` (resolved), else `start` itself."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
 
 
 def _statistics(results: Sequence[FileResult]) -> str:

@@ -31,7 +31,7 @@ from gradlint.engine import lint_source
 from gradlint.findings import Finding, Severity
 from gradlint.notebook import is_notebook
 from gradlint.output.sarif import HELP_URI
-from gradlint.registry import selected_rules
+from gradlint.registry import ENGINE_CODES, selected_rules
 from gradlint.runner import project_phase
 
 NAME = "gradlint"
@@ -107,7 +107,7 @@ def _diagnostic(f: Finding, lines: list[str]) -> dict[str, Any]:
         f.code,
         " ".join(f.message.split()),
     )
-    if f.code.startswith("GL1"):
+    if f.code.startswith("GL1") or f.code in ENGINE_CODES:  # the codes with a page
         diagnostic["codeDescription"] = {"href": HELP_URI.format(code=f.code)}
     if f.hint:
         diagnostic["data"] = {"hint": f.hint, "name": f.name}
