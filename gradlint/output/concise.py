@@ -1,6 +1,7 @@
 """`path:line:col: CODE message`, one finding a line (the editor problem-matcher shape).
 
-In a notebook the position names the code cell: `train.ipynb:cell 4:3:1: GL104 ...`.
+In a notebook the position names the cell (counted as the notebook shows them, markdown
+cells included): `train.ipynb:cell 4:3:1: GL104 ...`.
 """
 
 from __future__ import annotations
