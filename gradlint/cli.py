@@ -34,7 +34,7 @@ from gradlint.registry import (
     selected_rules,
     validate_selectors,
 )
-from gradlint.runner import RunOptions, lint_tree
+from gradlint.runner import RunOptions, lint_tree, project_phase
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -256,7 +256,9 @@ def check(
                 else:
                     from gradlint.engine import lint_source
 
-                    results = [lint_source(source, name, config, rules)]
+                    # an editor piping its buffer: the model files it imports are on disk
+                    result = lint_source(source, name, config, rules)
+                    results = project_phase([result], config, rules)
                 if fix or diff:
                     _fail("--fix and --diff need files, not standard input")
             else:

@@ -113,3 +113,13 @@ def test_cross_entropy_on_a_softmax_model_from_another_file(tmp_path: Path) -> N
     assert finding["path"].endswith("train_classifier.py") and finding["line"] == 13
     assert finding["severity"] == "warning"
     assert "`SoftmaxClassifier`" in finding["message"] and "models/classifier.py:6" in finding["message"]
+
+
+def test_a_piped_buffer_follows_its_imports(tmp_path: Path) -> None:
+    tree = tmp_path / "crossfile"
+    shutil.copytree(FIXTURE, tree)
+    script = tree / "train_rnn.py"
+    args = ["--select", "GL104", "--no-cache", "-q", "--stdin-filename", str(script)]
+    result = CliRunner().invoke(cli, args, input=script.read_text())
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"{script.as_posix()}:14:13: GL104 ")
