@@ -123,3 +123,27 @@ def test_a_piped_buffer_follows_its_imports(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, args, input=script.read_text())
     assert result.exit_code == 1, result.output
     assert result.output.startswith(f"{script.as_posix()}:14:13: GL104 ")
+
+
+def test_followed_summaries_come_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gradlint.engine
+
+    tree = tmp_path / "crossfile"
+    shutil.copytree(FIXTURE, tree)
+    cache = ["--select", "GL104", "--cache-dir", str(tmp_path / "cache")]
+    assert CliRunner().invoke(cli, [*cache, str(tree)]).exit_code == 1  # fills the cache
+    parsed: list[str] = []
+    real = gradlint.engine.lint_source
+
+    def spy(source: str | bytes, path: str, *args: object, **kwargs: object) -> object:
+        parsed.append(Path(path).name)
+        return real(source, path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gradlint.engine, "lint_source", spy)
+    script = tree / "train_rnn.py"
+    script.write_text(script.read_text() + "\n")  # the script changed, the models did not
+    result = CliRunner().invoke(cli, [*cache, "-q", str(script)])
+    assert result.exit_code == 1 and "GL104" in result.output, result.output
+    assert parsed == ["train_rnn.py"]
