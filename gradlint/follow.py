@@ -44,6 +44,7 @@ class ImportFollower:
         self.config = config
         self.cache = cache
         self.left = limit
+        self.missing: set[str] = set()
         self.bases: list[Path] = []
         for summary in linted:
             folder = Path(summary.path).parent
@@ -63,10 +64,11 @@ class ImportFollower:
             self.bases.append(folder)
 
     def load(self, module: str) -> FileSummary | None:
-        if self.left <= 0:
+        if self.left <= 0 or module in self.missing:
             return None  # bounded: a huge import graph costs at most MAX_FOLLOWED parses
         path = self._find(module)
         if path is None:
+            self.missing.add(module)  # torch.nn, an installed library: not looked for again
             return None
         self.left -= 1
         summary = self._summary(path, module)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -130,6 +131,7 @@ def _diagnostic_at(
 
 
 Publish = Callable[[str, "list[dict[str, Any]]", "int | None"], None]
+Job = tuple[asyncio.AbstractEventLoop, str, str, "int | None"]  # loop, uri, text, version
 
 
 class Scheduler:
@@ -138,7 +140,8 @@ class Scheduler:
     `update` records a buffer's latest text and starts its lint after `delay` seconds unless
     another update comes first; an update during a lint marks the buffer stale, and when
     that lint ends its result is dropped and the latest text is linted instead. Runs on the
-    server's event loop; only `lint` runs on the worker thread.
+    server's event loop; only `lint` runs on the worker, a daemon thread, so a long lint
+    never keeps the server alive after the editor says exit.
     """
 
     def __init__(
@@ -146,12 +149,12 @@ class Scheduler:
     ) -> None:
         self.lint = lint
         self.publish = publish
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradlint-lint")
+        self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.worker: threading.Thread | None = None
         self.texts: dict[str, tuple[str, int | None]] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.running: set[str] = set()
         self.stale: set[str] = set()
-        self.lints = 0  # how many lints ran (for tests and logs)
 
     def update(self, uri: str, text: str, version: int | None, delay: float) -> None:
         self.texts[uri] = (text, version)
@@ -178,23 +181,37 @@ class Scheduler:
             return
         self.running.add(uri)
         text, version = self.texts[uri]
-        self.lints += 1
-        future = asyncio.get_running_loop().run_in_executor(self.executor, self.lint, text, uri)
-        future.add_done_callback(lambda done: self._done(uri, version, done))
+        if self.worker is None:
+            self.worker = threading.Thread(target=self._work, name="gradlint-lint", daemon=True)
+            self.worker.start()
+        self.jobs.put((asyncio.get_running_loop(), uri, text, version))
 
-    def _done(self, uri: str, version: int | None, done: Future[Any] | asyncio.Future[Any]) -> None:
+    def _work(self) -> None:
+        while True:
+            loop, uri, text, version = self.jobs.get()
+            try:
+                items, error = self.lint(text, uri), None
+            except Exception as exc:  # the server boundary: reported in _done, never raised
+                items, error = [], exc
+            try:
+                loop.call_soon_threadsafe(self._done, uri, version, items, error)
+            except RuntimeError:
+                return  # the event loop is closed: the server is shutting down
+
+    def _done(
+        self, uri: str, version: int | None, items: list[dict[str, Any]], error: Exception | None
+    ) -> None:
         self.running.discard(uri)
         if uri in self.stale:
             self.stale.discard(uri)
             self._start(uri)  # this result is already out of date
             return
-        if uri not in self.texts or done.cancelled():
-            return
-        error = done.exception()
-        if error is not None:  # the server boundary: log it, keep serving the other buffers
+        if uri not in self.texts:
+            return  # closed meanwhile
+        if error is not None:  # log it and keep serving the other buffers
             _LOG.error("gradlint could not lint %s: %s: %s", uri, type(error).__name__, error)
             return
-        self.publish(uri, done.result(), version)
+        self.publish(uri, items, version)
 
 
 def create_server() -> Any:
@@ -222,7 +239,6 @@ def create_server() -> Any:
         return getter(uri)
 
     scheduler = Scheduler(lambda text, uri: diagnostics(text, uri), publish)
-    server.gradlint_scheduler = scheduler
 
     def lint(uri: str, delay: float) -> None:
         doc = document(uri)
