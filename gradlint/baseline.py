@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -21,6 +19,7 @@ from pathlib import Path
 
 from gradlint.config import relative_to_root
 from gradlint.findings import FileResult, Finding
+from gradlint.fixes import write_atomically
 from gradlint.notebook import source_line
 
 FORMAT = 1
@@ -62,16 +61,10 @@ def write_baseline(target: Path, results: Sequence[FileResult], root: Path) -> i
         for (path, code, fp), count in sorted(counts.items())
     ]
     text = json.dumps({"gradlint-baseline": FORMAT, "findings": entries}, indent=2) + "\n"
-    temp = None
     try:  # beside the target, then rename: a failed run never leaves half a baseline
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temp, target)
+        write_atomically(target, text)
     except OSError as exc:
-        if temp is not None and os.path.exists(temp):
-            os.unlink(temp)
         raise BaselineError(f"{target}: cannot write baseline: {exc.strerror or exc}") from exc
     return sum(counts.values())
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import os
+import json
 import sys
-import tempfile
 import textwrap
 import time
 from collections import Counter
@@ -24,10 +23,11 @@ from gradlint.discovery import DiscoveryError, discover
 from gradlint.findings import FileResult, Severity
 from gradlint.fixes import FixError, apply_fixes, check_parses, unified_diff, write_atomically
 from gradlint.notebook import is_notebook, to_cells
-from gradlint.output import RENDERERS
+from gradlint.output import RENDERERS, sarif
 from gradlint.output.color import colorize, use_color
 from gradlint.output.progress import Progress
 from gradlint.registry import (
+    ENGINE_CODES,
     all_rules,
     catalogue_in,
     find_rule,
@@ -35,7 +35,7 @@ from gradlint.registry import (
     selected_rules,
     validate_selectors,
 )
-from gradlint.runner import RunOptions, lint_tree
+from gradlint.runner import RunOptions, lint_tree, project_phase
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -54,6 +54,26 @@ class _DefaultGroup(click.Group):
         if not args or args[0] not in known:
             args = ["check", *args]
         return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS] [PATHS]...")
+        formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix="   or: ")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The default command's options first: they are what `gradlint [PATHS]` accepts."""
+        click.Command.format_options(self, ctx, formatter)  # --version, --help
+        check = self.get_command(ctx, "check")
+        if check is not None:
+            rows = [
+                record
+                for param in check.get_params(ctx)
+                if isinstance(param, click.Option)
+                and "--help" not in param.opts
+                and (record := param.get_help_record(ctx)) is not None
+            ]
+            with formatter.section("Options for linting (gradlint [PATHS] = gradlint check)"):
+                formatter.write_dl(rows)
+        self.format_commands(ctx, formatter)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *self.LAZY})
@@ -75,9 +95,9 @@ class _DefaultGroup(click.Group):
 def cli() -> None:
     """Find gradient-flow bugs in PyTorch code.
 
-    `gradlint [PATHS]...` lints files and folders (the same as `gradlint check`);
-    run `gradlint check --help` for its options. To lint a folder named like a
-    command, write `gradlint check rules` or `gradlint ./rules`.
+    `gradlint [PATHS]...` lints files and folders (the same as `gradlint check`)
+    with the options below. To lint a folder named like a command, write
+    `gradlint check rules` or `gradlint ./rules`.
     """
 
 
@@ -138,7 +158,8 @@ def _split(values: Sequence[str]) -> tuple[str, ...] | None:
 @click.option(
     "--statistics",
     is_flag=True,
-    help="Show how many findings each rule produced instead of the findings.",
+    help="Show how many findings each rule produced instead of the findings "
+    "(a table, or JSON with --format json).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
 @click.option(
@@ -243,12 +264,15 @@ def check(
                 else:
                     from gradlint.engine import lint_source
 
-                    results = [lint_source(source, name, config, rules)]
+                    # an editor piping its buffer: the model files it imports are on disk
+                    result = lint_source(source, name, config, rules)
+                    results = project_phase([result], config, rules)
                 if fix or diff:
                     _fail("--fix and --diff need files, not standard input")
             else:
                 files = discover(list(paths) or [Path(".")], config)
-                options = RunOptions(jobs=jobs, cache_dir=folder)
+                named = frozenset(p.as_posix() for p in paths if not p.is_dir())
+                options = RunOptions(jobs=jobs, cache_dir=folder, named=named)
                 with Progress(len(files), enabled=not quiet):
                     results = lint_tree(files, config, rules, options)
                 if diff:
@@ -270,11 +294,16 @@ def check(
                 results = hidden.results
         except (ConfigError, DiscoveryError, FixError, BaselineError) as exc:
             _fail(str(exc))
-    report = RENDERERS[output_format](results, rules)
+    if output_format == "sarif":  # code scanning needs paths relative to the repository
+        report = sarif.render(results, rules, root=repository_root(Path.cwd()))
+    else:
+        report = RENDERERS[output_format](results, rules)
     human = output_format in ("concise", "full")
     terminal = output_file is None and _is_terminal()
     if statistics and human:
         report = _statistics(results)
+    elif statistics and output_format == "json":
+        report = _statistics_json(results, rules)
     colored = human and not statistics and use_color(color, terminal)
     if colored:
         report = colorize(report, results)
@@ -342,10 +371,31 @@ def _resolve_config(explicit: Path | None, paths: Sequence[Path], stdin_name: st
     return load_config(find_config_file(start))
 
 
+def repository_root(start: Path) -> Path:
+    """The folder holding `.git` at or above `start` (resolved), else `start` itself."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
+
+
 def _statistics(results: Sequence[FileResult]) -> str:
     counts = Counter((f.code, f.name) for r in results for f in r.findings)
     rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return "".join(f"{count:>5}  {code}  {name}\n" for (code, name), count in rows)
+
+
+def _statistics_json(results: Sequence[FileResult], rules: Sequence[Any]) -> str:
+    """The counts as JSON: `[{"code", "name", "count", "fixable"}]`, most frequent first."""
+    counts = Counter((f.code, f.name) for r in results for f in r.findings)
+    fixable = Counter(f.code for r in results for f in r.findings if f.fix is not None)
+    rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    document = [
+        {"code": code, "name": name, "count": count, "fixable": fixable[code] > 0}
+        for (code, name), count in rows
+    ]
+    return json.dumps(document, indent=2) + "\n"
 
 
 def _is_terminal() -> bool:
@@ -383,10 +433,7 @@ def _write(report: str, target: Path | None, colored: bool = False) -> None:
         return
     try:  # write beside the target and rename, so a failed run never leaves half a report
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(report)
-        os.replace(temp, target)
+        write_atomically(target, report)
     except OSError as exc:
         _fail(f"{target}: cannot write report: {exc.strerror or exc}")
 
@@ -438,12 +485,32 @@ def rules_command(show_all: bool) -> None:
 @cli.command()
 @click.argument("code")
 def explain(code: str) -> None:
-    """Print the full documentation of one rule (by code or name)."""
+    """Print the full documentation of one rule (by code or name), GL000 and GL001 included."""
+    engine = _engine_code(code)
+    if engine is not None:
+        click.echo(engine_text(engine))
+        return
     rule = find_rule(code)
     if rule is None:
         _fail(f"unknown rule '{code}'; `gradlint rules` lists them")
         return
     click.echo(explain_text(rule))
+
+
+def _engine_code(code_or_name: str) -> str | None:
+    wanted = code_or_name.strip()
+    for code, name in ENGINE_CODES.items():
+        if wanted.upper() == code or wanted.lower() == name:
+            return code
+    return None
+
+
+def engine_text(code: str) -> str:
+    """The page of an engine code, shaped like a rule's."""
+    from gradlint.engine_codes import DOCS
+
+    header = [f"# {code} {ENGINE_CODES[code]}", "", "Severity: error", ""]
+    return "\n".join(header) + "\n" + DOCS[code].strip() + "\n"
 
 
 def explain_text(rule: Any) -> str:

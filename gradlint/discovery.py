@@ -21,6 +21,16 @@ def is_excluded(path: Path, config: Config) -> bool:
     return _excluded(relative_to_root(path, config.root), config)
 
 
+def is_excluded_within(path: Path, config: Config) -> bool:
+    """The file, or a folder between it and the project root, is excluded: a walk of the
+    project would never reach it (files outside the root are matched by name only)."""
+    relative = relative_to_root(path, config.root)
+    if relative == path.as_posix() and path.is_absolute():
+        return _excluded(relative, config)  # outside the root: no folders to walk through
+    parts = relative.split("/")
+    return any(_excluded("/".join(parts[: i + 1]), config) for i in range(len(parts)))
+
+
 def _excluded(relative: str, config: Config) -> bool:
     # the built-in excludes always apply (the spec adds `exclude` to them); naming a folder
     # or file on the command line still lints it

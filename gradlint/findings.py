@@ -56,7 +56,7 @@ class Finding:
     message: str
     hint: str | None = None
     fix: Fix | None = None
-    cell: int | None = None  # notebooks: the code cell (from 1); `line` counts within it
+    cell: int | None = None  # notebooks: the cell's position (from 1, all kinds); `line` in it
 
     @property
     def sort_key(self) -> tuple[str, int, int, int, str]:
@@ -72,7 +72,7 @@ class FileResult:
     skipped: str | None = None  # reason the file was not linted at all (skip-file comment)
     source_lines: tuple[str, ...] = field(default=(), repr=False, compare=False)
     summary: FileSummary | None = field(default=None, repr=False, compare=False)
-    # notebooks: 0-based index in `source_lines` where each code cell starts
+    # notebooks: 0-based index in `source_lines` where each cell (any kind) starts
     cell_starts: tuple[int, ...] = field(default=(), repr=False, compare=False)
 
 

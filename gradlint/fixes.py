@@ -78,9 +78,20 @@ def unified_diff(old: str, new: str, path: str) -> str:
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: Path, text: str, encoding: str = "utf-8") -> None:
-    """Replace `path` with `text` in one rename; the original mode is kept."""
-    mode = stat.S_IMODE(path.stat().st_mode)
+    """Replace or create `path` with `text` in one rename. An existing file keeps its mode; a
+    new one gets the mode any program's new file gets (0666 less the umask), not the 0600
+    of the temporary file."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".gradlint-tmp")
     try:
         with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:

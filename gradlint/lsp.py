@@ -1,7 +1,13 @@
 """`gradlint lsp`: a Language Server that publishes findings as diagnostics.
 
 It lints the editor's buffer (not the file on disk) on open, change and save, with the
-configuration found from the file's folder, and clears the diagnostics on close. pygls is an
+configuration found from the file's folder, and clears the diagnostics on close. Files the
+configuration excludes get no diagnostics. Models the buffer imports from other files of the
+project are read from disk, as `gradlint check` does for a file named alone, so cross-file
+findings show. Linting runs on one worker thread and edits are coalesced: a change waits
+`DEBOUNCE_SECONDS` for the next one, and edits made while a lint runs only mark the buffer
+stale, so a large buffer is linted once more, at its latest text, not once per keystroke.
+pygls is an
 optional extra (`pip install "gradlint[lsp]"`); without it gradlint imports and runs as
 usual and only this command says what to install. Notebooks opened as `.ipynb` text are
 not linted here (editors send notebooks through a separate protocol); lint them with the CLI.
@@ -9,21 +15,30 @@ not linted here (editors send notebooks through a separate protocol); lint them 
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from gradlint import __version__
 from gradlint.config import Config, ConfigError, find_config_file, load_config
+from gradlint.discovery import is_excluded_within
 from gradlint.engine import lint_source
 from gradlint.findings import Finding, Severity
 from gradlint.notebook import is_notebook
 from gradlint.output.sarif import HELP_URI
-from gradlint.registry import selected_rules
+from gradlint.registry import ENGINE_CODES, selected_rules
+from gradlint.runner import project_phase
 
 NAME = "gradlint"
 _SEVERITY = {Severity.ERROR: 1, Severity.WARNING: 2, Severity.INFO: 3}  # LSP DiagnosticSeverity
+DEBOUNCE_SECONDS = 0.3
+_LOG = logging.getLogger(__name__)
 
 
 _INSTALL = 'the language server needs pygls: pip install "gradlint[lsp]"'
@@ -59,7 +74,11 @@ def diagnostics(source: str, uri: str) -> list[dict[str, Any]]:
         return []  # not Python text
     try:
         config = _config_for(path)
-        result = lint_source(source, path.as_posix(), config, selected_rules(config))
+        if is_excluded_within(path, config):
+            return []  # a walk of the project would not lint it either
+        rules = selected_rules(config)
+        result = lint_source(source, path.as_posix(), config, rules)
+        (result,) = project_phase([result], config, rules)  # follows the buffer's imports
     except ConfigError as exc:  # show it where the user looks, instead of failing silently
         return [_diagnostic_at(0, 0, 0, 1, 1, "config-error", str(exc))]
     lines = source.splitlines()
@@ -89,7 +108,7 @@ def _diagnostic(f: Finding, lines: list[str]) -> dict[str, Any]:
         f.code,
         " ".join(f.message.split()),
     )
-    if f.code.startswith("GL1"):
+    if f.code.startswith("GL1") or f.code in ENGINE_CODES:  # the codes with a page
         diagnostic["codeDescription"] = {"href": HELP_URI.format(code=f.code)}
     if f.hint:
         diagnostic["data"] = {"hint": f.hint, "name": f.name}
@@ -109,6 +128,90 @@ def _diagnostic_at(
         "source": NAME,
         "message": message,
     }
+
+
+Publish = Callable[[str, "list[dict[str, Any]]", "int | None"], None]
+Job = tuple[asyncio.AbstractEventLoop, str, str, "int | None"]  # loop, uri, text, version
+
+
+class Scheduler:
+    """Lints buffers on one worker thread, at most one lint per buffer at a time.
+
+    `update` records a buffer's latest text and starts its lint after `delay` seconds unless
+    another update comes first; an update during a lint marks the buffer stale, and when
+    that lint ends its result is dropped and the latest text is linted instead. Runs on the
+    server's event loop; only `lint` runs on the worker, a daemon thread, so a long lint
+    never keeps the server alive after the editor says exit.
+    """
+
+    def __init__(
+        self, lint: Callable[[str, str], list[dict[str, Any]]], publish: Publish
+    ) -> None:
+        self.lint = lint
+        self.publish = publish
+        self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.worker: threading.Thread | None = None
+        self.texts: dict[str, tuple[str, int | None]] = {}
+        self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.running: set[str] = set()
+        self.stale: set[str] = set()
+
+    def update(self, uri: str, text: str, version: int | None, delay: float) -> None:
+        self.texts[uri] = (text, version)
+        self._cancel(uri)
+        self.timers[uri] = asyncio.get_running_loop().call_later(delay, self._start, uri)
+
+    def close(self, uri: str) -> None:
+        self.texts.pop(uri, None)
+        self._cancel(uri)
+        self.stale.discard(uri)
+        self.publish(uri, [], None)
+
+    def _cancel(self, uri: str) -> None:
+        timer = self.timers.pop(uri, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _start(self, uri: str) -> None:
+        self.timers.pop(uri, None)
+        if uri not in self.texts:
+            return  # closed meanwhile
+        if uri in self.running:
+            self.stale.add(uri)  # linted again, at its latest text, when this lint ends
+            return
+        self.running.add(uri)
+        text, version = self.texts[uri]
+        if self.worker is None:
+            self.worker = threading.Thread(target=self._work, name="gradlint-lint", daemon=True)
+            self.worker.start()
+        self.jobs.put((asyncio.get_running_loop(), uri, text, version))
+
+    def _work(self) -> None:
+        while True:
+            loop, uri, text, version = self.jobs.get()
+            try:
+                items, error = self.lint(text, uri), None
+            except Exception as exc:  # the server boundary: reported in _done, never raised
+                items, error = [], exc
+            try:
+                loop.call_soon_threadsafe(self._done, uri, version, items, error)
+            except RuntimeError:
+                return  # the event loop is closed: the server is shutting down
+
+    def _done(
+        self, uri: str, version: int | None, items: list[dict[str, Any]], error: Exception | None
+    ) -> None:
+        self.running.discard(uri)
+        if uri in self.stale:
+            self.stale.discard(uri)
+            self._start(uri)  # this result is already out of date
+            return
+        if uri not in self.texts:
+            return  # closed meanwhile
+        if error is not None:  # log it and keep serving the other buffers
+            _LOG.error("gradlint could not lint %s: %s: %s", uri, type(error).__name__, error)
+            return
+        self.publish(uri, items, version)
 
 
 def create_server() -> Any:
@@ -135,21 +238,23 @@ def create_server() -> Any:
         getter = getattr(workspace, "get_text_document", None) or workspace.get_document
         return getter(uri)
 
-    def lint(uri: str) -> None:
+    scheduler = Scheduler(lambda text, uri: diagnostics(text, uri), publish)
+
+    def lint(uri: str, delay: float) -> None:
         doc = document(uri)
-        publish(uri, diagnostics(doc.source, uri), getattr(doc, "version", None))
+        scheduler.update(uri, doc.source, getattr(doc, "version", None), delay)
 
     def did_open(params: types.DidOpenTextDocumentParams) -> None:
-        lint(params.text_document.uri)
+        lint(params.text_document.uri, 0)
 
     def did_change(params: types.DidChangeTextDocumentParams) -> None:
-        lint(params.text_document.uri)
+        lint(params.text_document.uri, DEBOUNCE_SECONDS)
 
     def did_save(params: types.DidSaveTextDocumentParams) -> None:
-        lint(params.text_document.uri)
+        lint(params.text_document.uri, 0)
 
     def did_close(params: types.DidCloseTextDocumentParams) -> None:
-        publish(params.text_document.uri, [])
+        scheduler.close(params.text_document.uri)
 
     # registered by call, not as decorators: the server class is only known at runtime
     server.feature(types.TEXT_DOCUMENT_DID_OPEN)(did_open)

@@ -4,8 +4,10 @@ A notebook's code cells are joined into one source, so a model defined in cell 2
 in cell 5 is understood like one file. IPython syntax (`%magic`, `%%cell magic`, `!shell`,
 `obj?` help) is not Python: each such line becomes a placeholder on the same line, so every
 other line keeps its position, and a finding maps back to its cell by line arithmetic alone.
-Cells are numbered from 1 and only code cells count, as in ruff's output (`cell 3` is the
-third code cell).
+Cells are numbered as a notebook user counts them: by position from 1, markdown and raw
+cells included, as the cell list of JupyterLab or VS Code shows them (`cell 3` is the third
+cell of the notebook, whatever its kind; not the execution count `[n]`, which changes with
+every run).
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ class Notebook:
 
     source: str  # IPython lines replaced by placeholders; parses as Python
     original_lines: tuple[str, ...]  # the joined cells as written, for showing source lines
-    cell_starts: tuple[int, ...]  # 0-based line where code cell i+1 starts in `source`
+    # 0-based line where cell i+1 (any kind) starts in `source`; a markdown or raw cell holds
+    # no lines, so it starts where the next code cell does
+    cell_starts: tuple[int, ...]
 
 
 def is_notebook(path: str | Path) -> bool:
@@ -67,11 +71,11 @@ def read_notebook(data: bytes | str) -> Notebook:
     original: list[str] = []
     starts: list[int] = []
     for cell in cells:
+        starts.append(len(original))  # every cell counts in the numbering users see
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue  # markdown and raw cells are not code
         text = _cell_text(cell.get("source", ""))
         lines = text.splitlines()
-        starts.append(len(original))
         original.extend(lines)
         neutral.extend(neutralise(lines))
     source = "".join(line + "\n" for line in neutral)
@@ -221,8 +225,10 @@ def to_cells(result: FileResult, data: bytes | str) -> FileResult:
 
 def cell_finding(finding: Finding, notebook: Notebook) -> Finding:
     starts = notebook.cell_starts
-    if not starts or finding.cell is not None:
-        return finding  # an empty notebook only has whole-file findings; or mapped already
+    if not starts or not notebook.original_lines or finding.cell is not None:
+        return finding  # a notebook without code only has whole-file findings; or mapped already
+    # the last cell starting at or before the line: a code cell, never an empty markdown
+    # cell that shares its start
     index = max(bisect.bisect_right(starts, finding.line - 1) - 1, 0)
     first = starts[index]
     end = starts[index + 1] if index + 1 < len(starts) else len(notebook.original_lines)

@@ -9,7 +9,7 @@ resolves such names to the summary of the file that defines them, following rela
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,13 +91,30 @@ def module_name(path: Path) -> tuple[str, bool]:
     return ".".join(reversed(parts)) or path.stem, is_package
 
 
-class Project:
-    """Every summary of the run, by module name, with name resolution across files."""
+Loader = Callable[[str], "FileSummary | None"]  # module name -> summary of a file not linted
 
-    def __init__(self, summaries: Iterable[FileSummary]) -> None:
+
+class Project:
+    """Every summary of the run, by module name, with name resolution across files.
+
+    `loader` supplies the summary of a module the run did not lint (a pre-commit run names
+    only the staged files, an editor only the open buffer), so that a script still sees the
+    model it imports from a file nobody named.
+    """
+
+    def __init__(self, summaries: Iterable[FileSummary], loader: Loader | None = None) -> None:
         self.by_module: dict[str, FileSummary] = {}
+        self.loader = loader
         for summary in summaries:
             self.by_module.setdefault(summary.module, summary)
+
+    def summary(self, module: str) -> FileSummary | None:
+        found = self.by_module.get(module)
+        if found is None and self.loader is not None and module:
+            found = self.loader(module)
+            if found is not None:
+                self.by_module[module] = found
+        return found
 
     def absolute(self, qualified: str, origin: FileSummary) -> str:
         """`..models.Net` written in `pkg.train.main` -> `pkg.models.Net`."""
@@ -116,8 +133,8 @@ class Project:
         name = self.absolute(qualified, origin)
         for _ in range(MAX_REEXPORT_HOPS):
             module, _, attr = name.rpartition(".")
-            summary = self.by_module.get(module)
-            if summary is None or not attr:
+            summary = self.summary(module) if attr else None
+            if summary is None:
                 return None
             if attr in summary.classes:
                 return summary, summary.classes[attr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import gc
 import multiprocessing
 import os
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from gradlint.cache import Cache
 from gradlint.config import Config
 from gradlint.findings import FileResult, Finding, Severity
+from gradlint.follow import ImportFollower
 from gradlint.notebook import NotebookError, is_notebook, lint_notebook, read_notebook, to_cells
 from gradlint.project import Deferred, FileSummary, Project, module_name
 from gradlint.registry import LazyRule, severity_for
@@ -37,6 +39,7 @@ class RunOptions:
     jobs: int = 0  # 0: one per available core
     cache_dir: Path | None = None  # None: no cache
     prefilter: bool = True
+    named: frozenset[str] = frozenset()  # files named on the command line (display paths)
 
 
 def default_jobs() -> int:
@@ -65,8 +68,10 @@ def lint_tree(
             results[display] = lint_source_error(display, data, config)
             continue
         if local is not None and not _may_hold_torch(path, data, local):
-            results[display] = FileResult(path=display, skipped="no torch and no local import")
-            continue
+            if display not in options.named or _compiles(path, data):
+                results[display] = FileResult(path=display, skipped="no torch and no local import")
+                continue
+            # named explicitly and broken: lint it, so the user hears why (GL001)
         hit = cache.get(cache.key(display, data)) if cache else None
         if hit is not None:
             results[display] = hit
@@ -78,7 +83,7 @@ def lint_tree(
         results[display] = result
         if cache and key:
             cache.put(key, result)
-    ordered = _project_phase([results[p.as_posix()] for p in paths], config, rules)
+    ordered = project_phase([results[p.as_posix()] for p in paths], config, rules, cache)
     # notebooks are linted (and cached) as their joined cells; cells are mapped at the end
     return [_notebook_cells(p, r) if is_notebook(p) else r for p, r in zip(paths, ordered)]
 
@@ -135,6 +140,18 @@ def _may_hold_torch(path: Path, data: bytes, local: set[str]) -> bool:
         if module.startswith(".") or module in local or module.split(".")[0] in local:
             return True
     return False
+
+
+def _compiles(path: Path, data: bytes) -> bool:
+    """Python accepts the file (notebooks: their code cells)."""
+    code = _code_of(path, data)
+    if code is None:
+        return False
+    try:
+        compile(code, path.as_posix(), "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
 
 
 def _module_of(path: Path) -> tuple[str, bool]:
@@ -259,13 +276,18 @@ def _run(
 # -- the project phase ---------------------------------------------------------------------
 
 
-def _project_phase(
-    results: list[FileResult], config: Config, rules: Sequence[type[Rule]]
+def project_phase(
+    results: list[FileResult],
+    config: Config,
+    rules: Sequence[type[Rule]],
+    cache: Cache | None = None,
 ) -> list[FileResult]:
+    """Decide the deferred findings; the files they need but nobody named are followed
+    through their imports (read, never reported)."""
     summaries = [r.summary for r in results if r.summary is not None]
     if not any(s.deferred for s in summaries):
         return results
-    project = Project(summaries)
+    project = Project(summaries, ImportFollower(config, summaries, cache).load)
     by_code = {rule.CODE: rule for rule in rules}
     extra: dict[str, list[Finding]] = {}
     for summary in summaries:

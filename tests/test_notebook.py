@@ -54,17 +54,28 @@ def test_finding_names_the_cell_and_the_line_in_it(tmp_path: Path) -> None:
     text = notebook(("markdown", "# title"), "import torch\nfrom torch import nn", MODEL_CELL)
     code, output = lint(tmp_path, text)
     assert code == 1
-    # the Sequential is on line 4 of the second code cell (markdown cells are not counted)
-    assert f"{tmp_path.as_posix()}/nb.ipynb:cell 2:4:21: GL101 " in output
+    # the Sequential is on line 4 of the third cell (the markdown cell counts, as in Jupyter)
+    assert f"{tmp_path.as_posix()}/nb.ipynb:cell 3:4:21: GL101 " in output
+
+
+def test_cells_are_counted_as_the_notebook_shows_them(tmp_path: Path) -> None:
+    """Markdown and raw cells count, before, between and after the code cells."""
+    text = notebook(("markdown", "# setup"), "import torch\nfrom torch import nn", ("raw", "x"),
+                    ("markdown", "## model"), "", MODEL_CELL, ("markdown", "done"))
+    code, output = lint(tmp_path, text, "--format", "full")
+    assert code == 1
+    assert "nb.ipynb:cell 6:4:21: GL101 " in output
+    assert "4 |         self.body = nn.Sequential(" in output  # the line, read from cell 6
 
 
 def test_example_notebook_end_to_end() -> None:
-    """The model is defined in code cell 2 and trained in code cell 5, between magics."""
+    """The model is defined in cell 3 and trained in cell 7 (the fifth code cell: two markdown
+    cells come before it), between magics."""
     result = CliRunner().invoke(cli, ["--no-cache", "--format", "concise", str(EXAMPLE)])
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert [re.sub(r"^.*char_rnn\.ipynb:", "", line).split(" ")[:3] for line in lines[:-1]] == [
-        ["cell", "5:3:17:", "GL105"], ["cell", "5:11:13:", "GL104"]]
+        ["cell", "7:3:17:", "GL105"], ["cell", "7:11:13:", "GL104"]]
     assert lines[-1] == "Found 2 findings in 1 file (1 checked)."
 
 
@@ -153,14 +164,14 @@ def test_folders_find_notebooks_but_not_checkpoints(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE, tmp_path / ".ipynb_checkpoints" / "train-checkpoint.ipynb")
     result = CliRunner().invoke(cli, ["--no-cache", str(tmp_path)])
     assert result.exit_code == 1
-    assert "train.ipynb:cell 5:" in result.output
+    assert "train.ipynb:cell 7:" in result.output
     assert "checkpoint" not in result.output
 
 
 def test_json_output_has_the_cell(tmp_path: Path) -> None:
     code, output = lint(tmp_path, EXAMPLE.read_text(encoding="utf-8"), "--format", "json", "-q")
     items = json.loads(output)
-    assert {(i["cell"], i["line"], i["code"]) for i in items} == {(5, 3, "GL105"), (5, 11, "GL104")}
+    assert {(i["cell"], i["line"], i["code"]) for i in items} == {(7, 3, "GL105"), (7, 11, "GL104")}
 
 
 def test_plain_files_have_a_null_cell_in_json(tmp_path: Path) -> None:
@@ -181,15 +192,15 @@ def test_github_annotates_the_file_with_the_cell_in_the_message(tmp_path: Path) 
     (line,) = output.splitlines()
     assert line.startswith("::warning file=")
     assert ",line=" not in line
-    assert "::cell 5, line 11: this step trains" in line
+    assert "::cell 7, line 11: this step trains" in line
 
 
 def test_sarif_puts_the_cell_in_message_and_properties(tmp_path: Path) -> None:
     _, output = lint(tmp_path, EXAMPLE.read_text(encoding="utf-8"), "--format", "sarif",
                      "--select", "GL104")
     (entry,) = json.loads(output)["runs"][0]["results"]
-    assert entry["properties"] == {"cell": 5, "cellLine": 11, "cellColumn": 13}
-    assert entry["message"]["text"].startswith("cell 5, line 11: ")
+    assert entry["properties"] == {"cell": 7, "cellLine": 11, "cellColumn": 13}
+    assert entry["message"]["text"].startswith("cell 7, line 11: ")
     assert entry["locations"][0]["physicalLocation"]["region"] == {"startLine": 1}
 
 
@@ -198,14 +209,14 @@ def test_gitlab_report_has_the_cell(tmp_path: Path) -> None:
                      "--select", "GL104")
     (issue,) = json.loads(output)
     assert issue["location"]["lines"]["begin"] == 11
-    assert "cell 5, line 11:" in issue["description"]
+    assert "cell 7, line 11:" in issue["description"]
 
 
 def test_stdin_notebook(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--stdin-filename", "nb.ipynb", "--select", "GL104"],
                                 input=EXAMPLE.read_bytes())
     assert result.exit_code == 1
-    assert "nb.ipynb:cell 5:11:13: GL104" in result.output
+    assert "nb.ipynb:cell 7:11:13: GL104" in result.output
 
 
 def test_cached_run_reports_the_same_cells(tmp_path: Path) -> None:
@@ -214,7 +225,7 @@ def test_cached_run_reports_the_same_cells(tmp_path: Path) -> None:
     first = CliRunner().invoke(cli, args)
     second = CliRunner().invoke(cli, args)
     assert first.output == second.output
-    assert "cell 5:11:13: GL104" in second.output
+    assert "cell 7:11:13: GL104" in second.output
 
 
 def test_notebook_without_torch_is_skipped_but_a_broken_one_is_not(tmp_path: Path) -> None:
@@ -232,7 +243,7 @@ def test_fix_leaves_notebooks_alone(tmp_path: Path) -> None:
     before = path.read_bytes()
     result = CliRunner().invoke(cli, ["--no-cache", "--fix", "--select", "GL104", str(path)])
     assert result.exit_code == 1
-    assert "cell 5:11:13: GL104" in result.output
+    assert "cell 7:11:13: GL104" in result.output
     assert path.read_bytes() == before
     diff = CliRunner().invoke(cli, ["--no-cache", "--diff", "--select", "GL104", str(path)])
     assert diff.output == "" and diff.exit_code == 0

@@ -5,6 +5,8 @@ into its shadow repository, so a new `.pre-commit-hooks.yaml` would be invisible
 The test therefore copies what the hook needs into a fresh git repository and commits it;
 that is exactly what a user's `rev:` points at. pre-commit builds the hook's environment
 with pip, which needs the package index; without it the test is skipped, naming the reason.
+That test is slow (`-m slow`); the default run drives the same hook definition offline, as a
+`repo: local` hook of `language: system` that runs this installation's gradlint.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def _pre_commit(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Comple
     return done
 
 
+@pytest.mark.slow  # pre-commit installs the hook with pip from the package index
 def test_pre_commit_blocks_a_bad_commit_and_passes_a_clean_one(tmp_path: Path) -> None:
     pytest.importorskip("pre_commit", reason="pre-commit is not installed (dev extra)")
     if shutil.which("git") is None:
@@ -123,3 +126,64 @@ def test_pre_commit_blocks_a_bad_commit_and_passes_a_clean_one(tmp_path: Path) -
                             capture_output=True, text=True, timeout=240)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "gradlint" in passed.stdout + passed.stderr and "Passed" in passed.stdout + passed.stderr
+
+
+MODELS = """\
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(32, 32, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0]
+"""
+TRAIN = """\
+import torch
+
+from models import Encoder
+
+
+def train(loader) -> None:
+    model = Encoder()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in loader:
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+"""
+
+
+def _local_hook() -> dict[str, object]:
+    """The published hook, run from this installation instead of a pip-built environment."""
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    program, *args = hook["entry"].split()
+    installed = Path(sys.executable).with_name(program)
+    entry = [str(installed)] if installed.exists() else [sys.executable, "-m", "gradlint"]
+    return {**hook, "entry": " ".join([*entry, *args]), "language": "system"}
+
+
+def test_pre_commit_on_one_staged_script_reports_the_model_it_imports(tmp_path: Path) -> None:
+    pytest.importorskip("pre_commit", reason="pre-commit is not installed (dev extra)")
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    env = _env(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    _git(project, env, "init", "-q")
+    (project / "models.py").write_text(MODELS, encoding="utf-8")
+    _git(project, env, "add", "models.py")
+    _git(project, env, "commit", "-q", "-m", "models")
+    (project / "train.py").write_text(TRAIN, encoding="utf-8")
+    config = {"repos": [{"repo": "local", "hooks": [_local_hook()]}]}
+    (project / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    _git(project, env, "add", "-A")
+
+    done = _pre_commit(project, env, "run", "--files", "train.py")
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "train.py:12:9: GL104 this step trains `Encoder` (models.py:5)" in output
+    assert "models.py:" not in output.replace("(models.py:5)", "")  # read, never reported

@@ -1,4 +1,5 @@
-"""`# noqa: GL101` lives beside ruff: with `external = ["GL"]` ruff's RUF100 leaves it alone."""
+"""`# noqa: GL101` lives beside ruff: with `external = ["GL"]` ruff leaves it alone (RUF102, the
+invalid-rule-code check, in current ruff; RUF100 in ruff before 0.12)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,16 @@ def test_without_external_ruff_flags_the_noqa(tmp_path: Path) -> None:
     completed = _ruff_check(tmp_path, "[tool.ruff.lint]\n")
     assert completed.returncode == 1, completed.stdout + completed.stderr
     assert "snippet.py:1:8: RUF10" in completed.stdout and "GL101" in completed.stdout
+    if _noqa_rules(_ruff()) != "RUF100":  # a ruff that has the invalid-rule-code check
+        assert "snippet.py:1:8: RUF102 " in completed.stdout
+
+
+def test_the_readme_names_the_code_ruff_reports(tmp_path: Path) -> None:
+    completed = _ruff_check(tmp_path, "[tool.ruff.lint]\n")
+    reported = completed.stdout.split("snippet.py:1:8: ", 1)[1].split()[0]
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    advice = readme[readme.index("If you also run [ruff]") :].split("```", 1)[0]
+    assert f"({reported}" in advice, (reported, advice)
 
 
 def test_this_repository_declares_gl_as_external() -> None:
