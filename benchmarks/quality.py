@@ -187,7 +187,7 @@ def load_manifest(path: Path, corpus: Corpus) -> None:
 
 def _git_dir(mirrors: Path, source: str) -> Path | None:
     folder = mirrors / source.removeprefix("github:").replace("/", "+")
-    for candidate in (folder / "repo", folder, *sorted(folder.glob("*"))):
+    for candidate in (folder / "repo", folder / "repo" / ".git", folder, *sorted(folder.glob("*"))):
         if (candidate / "HEAD").is_file() and (candidate / "objects").is_dir():
             return candidate
     return None
