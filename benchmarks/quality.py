@@ -7,8 +7,8 @@
 
 The manifests (benchmarks/quality/README.md) pin real public code by repository, commit and path;
 the code itself is extracted at run time from git mirrors (or PyPI sdists) into a cache folder and
-never committed. Each tree is linted twice: with the default rules (what users see: clean files
-flagged, precision) and with every rule including preview ones (recall). A finding is judged
+never committed. Each tree is linted once with every rule, preview ones included: recall counts
+them all; clean files flagged and precision count the default rules (what users see). A finding is judged
 true when it hits a labelled bug or a `tp` verdict, false on a clean file or with an `fp` verdict,
 and unjudged otherwise. This prints numbers; it is not a test.
 """
@@ -288,6 +288,16 @@ def has_preview(gradlint: str) -> bool:
     return "--preview" in out
 
 
+def default_codes(gradlint: str) -> set[str]:
+    """The codes of the rules that run without being selected (not preview, not off)."""
+    out = subprocess.run([gradlint, "rules"], capture_output=True, text=True).stdout
+    codes = {"GL000", "GL001"}
+    for line in out.splitlines():
+        if line.startswith("GL") and not line.rstrip().endswith(("(preview)", "(off by default)")):
+            codes.add(line.split()[0])
+    return codes
+
+
 def lint(
     gradlint: str, root: Path, paths: list[str], every_rule: bool, preview: bool
 ) -> list[dict[str, Any]]:
@@ -357,6 +367,7 @@ def main() -> int:
             missing.append(why)
 
     preview = has_preview(args.gradlint)
+    on_by_default = default_codes(args.gradlint)
     every: dict[str, list[dict[str, Any]]] = {}
     default: dict[str, list[dict[str, Any]]] = {}
     for key, tree in sorted(corpus.trees.items()):
@@ -364,7 +375,7 @@ def main() -> int:
             continue
         paths = sorted(tree.corpus_paths) + tree.triage_paths
         every[key] = lint(args.gradlint, tree.root, paths, every_rule=True, preview=preview)
-        default[key] = lint(args.gradlint, tree.root, paths, every_rule=False, preview=False)
+        default[key] = [f for f in every[key] if f["code"] in on_by_default]
 
     # recall, over every rule
     recall: dict[str, Counter[str]] = defaultdict(Counter)
