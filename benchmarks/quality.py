@@ -8,9 +8,9 @@
 The manifests (benchmarks/quality/README.md) pin real public code by repository, commit and path;
 the code itself is extracted at run time from git mirrors (or PyPI sdists) into a cache folder and
 never committed. Each tree is linted once with every rule, preview ones included: recall counts
-them all; clean files flagged and precision count the default rules (what users see). A finding is judged
-true when it hits a labelled bug or a `tp` verdict, false on a clean file or with an `fp` verdict,
-and unjudged otherwise. This prints numbers; it is not a test.
+them all; clean files flagged and precision count the default rules (what users see). A finding
+is judged true when it hits a labelled bug or a `tp` verdict, false on a clean file or with an
+`fp` verdict, and unjudged otherwise. This prints numbers; it is not a test.
 """
 
 from __future__ import annotations
