@@ -28,6 +28,10 @@ class Thresholds:
     dead_fraction: float = 0.5  # share of ReLU units silent for the whole batch
     saturation_fraction: float = 0.5  # share of sigmoid/tanh outputs in the flat tails
     min_dead_batch: int = 8  # smaller batches cannot tell dead units from unlucky ones
+    # live units whose outputs vary this little across the batch (variance / mean square;
+    # 0.68 for a zero-mean pre-activation) see one sample repeated, e.g. behind the global
+    # pooling of random images
+    min_dead_diversity: float = 0.2
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -74,6 +78,7 @@ class ProbeSpec:
     inputs: tuple[InputSpec, ...] = ()
     input_fn: str | None = None  # "file.py:func" or "pkg.mod:func" returning example inputs
     loss: str = "projection"
+    output: str | None = None  # which element of a tuple/dict output enters the loss
     steps: int = 1
     optimizer: str = "sgd"
     lr: float = 0.01
