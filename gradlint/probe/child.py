@@ -65,7 +65,7 @@ def run(mode: str, spec: ProbeSpec, stage: Stage) -> dict[str, Any]:
     random.seed(spec.seed)  # the model's own init must be reproducible too
     torch.manual_seed(spec.seed)
 
-    from gradlint.probe.target import build_model, import_object, split_target
+    from gradlint.probe.target import TargetError, build_model, import_object, split_target
 
     _, name = split_target(spec.target)
     stage.set(f"importing {spec.target}")
@@ -81,10 +81,16 @@ def run(mode: str, spec: ProbeSpec, stage: Stage) -> dict[str, Any]:
         example = import_object(spec.input_fn, spec.cwd)()
     stage.set(f"building {name}")
     model, location = build_model(obj, spec.init_args, name)
+    user_loss = None
+    if spec.loss_fn:
+        stage.set(f"importing {spec.loss_fn}")
+        user_loss = import_object(spec.loss_fn, spec.cwd)
+        if not callable(user_loss):
+            raise TargetError(f"{spec.loss_fn} is not a function")
     from gradlint.probe.execute import run_probe
 
     stage.set(f"running {name} forward and backward")
-    return run_probe(spec, model, location, example).to_dict()
+    return run_probe(spec, model, location, example, user_loss).to_dict()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -18,20 +18,25 @@ DTYPES = {"float32": "float32", "float64": "float64", "float16": "float16", "bfl
 
 
 def run_probe(
-    spec: ProbeSpec, model: nn.Module, location: Location, example_inputs: Any = None
+    spec: ProbeSpec,
+    model: nn.Module,
+    location: Location,
+    example_inputs: Any = None,
+    user_loss: Callable[[Any], Any] | None = None,
 ) -> ProbeReport:
     """Measure `spec.steps` forward+backward passes, with an optimizer step between them.
 
     With a single step, an exactly-zero gradient at initialisation (a zero-initialised head
     blocks everything below it) earns one more step, so the analysis can see whether the
-    gradient starts to flow after one update."""
+    gradient starts to flow after one update. `user_loss` (from --loss-fn) receives the
+    output (the --output element when given) and returns a scalar tensor."""
     import torch
 
     torch.manual_seed(spec.seed)
     device = torch.device(spec.device)
     dtype = getattr(torch, DTYPES[spec.dtype])
     model.to(device=device, dtype=dtype).train()
-    args, kwargs = make_inputs(spec, example_inputs, device, dtype)
+    args, kwargs = make_inputs(spec, example_inputs, device, dtype, model)
     optimizer = make_optimizer(spec, model) if spec.steps > 1 else None
     loss_fn: Callable[[list[torch.Tensor]], torch.Tensor] | None = None
     steps, output_check = [], {}
@@ -40,11 +45,15 @@ def run_probe(
     while step < total:
         model.zero_grad(set_to_none=True)
         with GradientProbe(model, step=step, check_symmetry=step == 0, location=location) as probe:
-            outs = loss_outputs(model(*args, **kwargs), spec.output)
-            if loss_fn is None:
-                loss_fn = make_loss(spec, outs)
-                output_check = check_output(spec, outs[0])
-            loss = loss_fn(outs)
+            raw = model(*args, **kwargs)
+            if user_loss is not None:
+                loss = _user_loss(user_loss, raw, spec.output)
+            else:
+                outs = loss_outputs(raw, spec.output)
+                if loss_fn is None:
+                    loss_fn = make_loss(spec, outs)
+                    output_check = check_output(spec, outs[0])
+                loss = loss_fn(outs)
             probe.record_loss(loss)
             loss.backward()  # type: ignore[no-untyped-call]
         report = probe.report()
@@ -58,6 +67,18 @@ def run_probe(
     first = next((a for a in (*args, *kwargs.values()) if hasattr(a, "shape") and a.dim()), None)
     batch = int(first.shape[0]) if first is not None else report.batch_size
     return ProbeReport(tuple(steps), location, batch, output_check)
+
+
+def _user_loss(fn: Callable[[Any], Any], output: Any, selector: str | None) -> torch.Tensor:
+    import torch
+
+    loss = fn(select_output(output, selector) if selector is not None else output)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+        raise TypeError(
+            f"--loss-fn must return a scalar tensor that depends on the output, got "
+            f"{type(loss).__name__}{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}"
+        )
+    return loss.reshape(())
 
 
 def _zero_gradients(report: ProbeReport) -> bool:
@@ -121,7 +142,11 @@ def _tensors(output: Any) -> list[torch.Tensor]:
 
 
 def make_inputs(
-    spec: ProbeSpec, example: Any, device: torch.device, dtype: torch.dtype
+    spec: ProbeSpec,
+    example: Any,
+    device: torch.device,
+    dtype: torch.dtype,
+    model: nn.Module | None = None,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     import torch
 
@@ -142,12 +167,29 @@ def make_inputs(
         elif item.dtype == "bool":
             inputs.append(torch.randint(0, 2, item.shape, generator=gen).bool().to(device))
         else:
-            high = int(item.high if item.high is not None else 2)
+            high = int(item.high) if item.high is not None else vocabulary_size(model)
             x = torch.randint(int(item.low), high, item.shape, generator=gen)
             inputs.append(
                 x.to(device=device, dtype=torch.long if item.dtype == "long" else torch.int32)
             )
     return tuple(inputs), {}
+
+
+def vocabulary_size(model: nn.Module | None) -> int:
+    """Token ids run up to the model's vocabulary: `config.vocab_size` (transformers) or the
+    first nn.Embedding's size."""
+    from torch import nn
+
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(size, int) and size > 0:
+        return size
+    for module in model.modules() if model is not None else ():
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            return int(module.num_embeddings)
+    raise ValueError(
+        "integer inputs need --input-range LOW,HIGH: the model has no nn.Embedding or "
+        "config.vocab_size to take the vocabulary size from"
+    )
 
 
 def make_loss(

@@ -23,7 +23,7 @@ def render_text(
     loc = report.location
     lines = [
         f"gradlint probe {spec.target}  ({loc.name} at {loc.path}:{loc.line}; batch "
-        f"{report.batch_size}, loss {spec.loss}, {spec.device} {spec.dtype}, seed "
+        f"{report.batch_size}, loss {spec.loss_fn or spec.loss}, {spec.device} {spec.dtype}, seed "
         f"{spec.seed})",
         "",
     ]

@@ -22,7 +22,7 @@ from gradlint.probe.spec import (
     SpecError,
     Thresholds,
     build_inputs,
-    parse_range,
+    parse_named_range,
     parse_shape,
 )
 
@@ -33,6 +33,8 @@ RUN_KEYS = (
     "input-range",
     "input-fn",
     "loss",
+    "loss-fn",
+    "output",
     "steps",
     "optimizer",
     "lr",
@@ -117,7 +119,7 @@ def make_spec(
         key = "input-dtype"
         dtypes = [str(d) for d in _many(values.get("input-dtype"), nested=False)]
         key = "input-range"
-        ranges = [parse_range(r) for r in _many(values.get("input-range"), nested=True)]
+        ranges = [parse_named_range(r) for r in _many(values.get("input-range"), nested=True)]
         inputs = build_inputs(shapes, dtypes, ranges)
         if not inputs and not values.get("input-fn"):
             raise SpecError(
@@ -130,6 +132,8 @@ def make_spec(
             inputs=inputs,
             input_fn=_get(values, "input-fn", str, None),
             loss=_choice(values, "loss", LOSSES, "projection"),
+            output=_output(values),
+            loss_fn=_loss_fn(values),
             steps=_number(values, "steps", int, 1, minimum=1),
             optimizer=_choice(values, "optimizer", OPTIMIZERS, "sgd"),
             lr=_number(values, "lr", float, 0.01, minimum=0.0),
@@ -145,6 +149,29 @@ def make_spec(
         failing = getattr(exc, "key", key)
         raise error(f"{where} '{failing}': {exc}") from None
     return spec
+
+
+def _output(values: Mapping[str, Any]) -> str | None:
+    value = values.get("output")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+        exc = SpecError(f"must be a key like logits or a position like 1, got {value!r}")
+        exc.key = "output"  # type: ignore[attr-defined]
+        raise exc
+    return str(value)
+
+
+def _loss_fn(values: Mapping[str, Any]) -> str | None:
+    value = _get(values, "loss-fn", str, None)
+    if value is not None:
+        try:
+            _check_target(value)
+        except SpecError:
+            exc = SpecError(f'must look like "losses.py:my_loss" or "pkg.mod:func", got {value!r}')
+            exc.key = "loss-fn"  # type: ignore[attr-defined]
+            raise exc from None
+    return value  # type: ignore[no-any-return]
 
 
 def _check_target(value: Any) -> None:
