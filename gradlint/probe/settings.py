@@ -13,6 +13,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python < 3.11 only
     import tomli as tomllib
 
+from gradlint.probe.hf import is_hf_target
 from gradlint.probe.spec import (
     DEVICES,
     LOSSES,
@@ -121,7 +122,7 @@ def make_spec(
         key = "input-range"
         ranges = [parse_named_range(r) for r in _many(values.get("input-range"), nested=True)]
         inputs = build_inputs(shapes, dtypes, ranges)
-        if not inputs and not values.get("input-fn"):
+        if not inputs and not values.get("input-fn") and not is_hf_target(str(values["target"])):
             raise SpecError(
                 "give at least one input shape (--input-shape 32,784) or an "
                 "input function (input-fn)"
@@ -179,6 +180,8 @@ def _check_target(value: Any) -> None:
 
     if not isinstance(value, str):
         raise SpecError(f'must be a string like "path/to/file.py:ClassName", got {value!r}')
+    if is_hf_target(value):
+        return  # hf:MODEL_TYPE or hf:config.json
     try:
         split_target(value)
     except TargetError as exc:

@@ -239,3 +239,25 @@ def test_gradgradcheck(run):
     assert bad.exit_code == 1, bad.output
     assert "second derivatives (gradgradcheck): MISMATCH" in bad.output
     assert "PASS" not in bad.output
+
+
+@pytest.mark.slow
+def test_transformers_model_from_a_type_name_or_a_config_file(run, tmp_path):
+    """No factory file, no weights, no network: hf:MODEL_TYPE scaled small, or a JSON."""
+    pytest.importorskip("transformers")
+    result = run(probe_command, "hf:bert", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["location"]["name"] == "BertModel"
+    assert data["layers"][0]["name"] == "embeddings.word_embeddings"
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({
+        "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": 300,
+        "n_embd": 32, "n_layer": 1, "n_head": 2, "bos_token_id": 0, "eos_token_id": 0}))
+    result = run(probe_command, f"hf:{config}", "--input-shape", "4,16", "--input-dtype",
+                 "long", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["location"]["name"] == "GPT2LMHeadModel"
+    output = one_error_line(run(probe_command, "hf:no_such.json"))
+    assert "no such config file: no_such.json" in output
