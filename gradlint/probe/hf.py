@@ -72,7 +72,8 @@ def build_hf(
                 setattr(config, key, value)
         architectures = []
     cls = getattr(transformers, architectures[0], None) if architectures else None
-    model = cls(config) if cls is not None else transformers.AutoModel.from_config(config)
+    auto: Any = transformers.AutoModel  # untyped in some transformers releases
+    model = cls(config) if cls is not None else auto.from_config(config)
     gen = torch.Generator().manual_seed(0)
     vocab = int(getattr(config, "vocab_size", 2))
     inputs = {"input_ids": torch.randint(0, vocab, (BATCH, SEQUENCE), generator=gen)}
