@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gradlint.findings import Finding, Severity
 from gradlint.probe.spec import Thresholds
@@ -103,7 +103,7 @@ def analyze_with_evidence(report: ProbeReport, thresholds: Thresholds) -> list[t
     if symmetric:
         found.append(("GL207", symmetric[0], symmetric[2]))
     if bad_step != 0:  # ratios mean nothing once NaN/Inf are in the first pass
-        ratios = layer_ratios(step0)
+        ratios = layer_ratios(reference_step(report))
         vanishing = _vanishing(ratios, thresholds)
         if vanishing:
             found.append(("GL201", vanishing, _ratio_evidence(ratios, low=True)))
@@ -115,7 +115,7 @@ def analyze_with_evidence(report: ProbeReport, thresholds: Thresholds) -> list[t
             text, severities["GL206"] = disconnected
             found.append(("GL206", text, text.split(": they")[0].split(" (a zero")[0]))
     dead = _activations(
-        step0,
+        _diverse(step0, thresholds.min_dead_diversity),
         "dead_fraction",
         thresholds.dead_fraction,
         "{pct} of units output 0 for the whole batch",
@@ -162,9 +162,35 @@ def _ratio_evidence(r: Ratios, low: bool) -> str:
     return f"{name} {value:.2g}"
 
 
+def reference_step(report: ProbeReport) -> StepReport:
+    """The first step in which the gradient reaches every layer it ever reaches.
+
+    A zero-initialised layer (a classifier head, the last projection of a residual branch)
+    passes exactly zero gradient to everything below it at initialisation; one update later
+    it does not. Ratios and growth are measured from the first step without that artefact."""
+    def zero(step: StepReport) -> set[tuple[str, str]]:
+        return {
+            (m.name, p.name)
+            for m in step.layers
+            for p in m.trained_params
+            if not p.grad_none and p.grad_max_abs == 0
+        }
+
+    always = set.intersection(*(zero(s) for s in report.steps))
+    return next((s for s in report.steps if zero(s) <= always), report.steps[0])
+
+
 def layer_ratios(step: StepReport) -> Ratios:
-    """Compare the first and last layers that have a positive, finite measurement."""
-    layers = step.layers
+    """Compare the first and last layers that have a positive, finite measurement.
+
+    The model's own parameters (class tokens, position embeddings) are left out unless
+    nothing else has any: they enter at the input although the model's output comes last.
+
+    The back-propagated signal is compared by its norm per pass, not per element: global
+    pooling spreads one gradient over every position of a feature map, which divides the
+    per-element value by the number of positions (and so by the input resolution) but the
+    norm only by its square root."""
+    layers = tuple(m for m in step.layers if m.name) or step.layers
 
     def ratio(values: list[tuple[str, float | None]]) -> tuple[float | None, str, str]:
         kept = [(n, v) for n, v in values if v is not None and math.isfinite(v) and v > 0]
@@ -173,7 +199,7 @@ def layer_ratios(step: StepReport) -> Ratios:
         return kept[0][1] / kept[-1][1], kept[0][0], kept[-1][0]
 
     weight, first, last = ratio([(m.label, m.grad_rms) for m in layers])
-    act, a_first, a_last = ratio([(m.label, m.act_grad_rms) for m in layers])
+    act, a_first, a_last = ratio([(m.label, _act_grad(m)) for m in layers])
     fwd, _, _ = ratio([(m.label, m.out_std) for m in layers])
     return Ratios(
         first or a_first or None, last or a_last or None, weight, act, 1 / fwd if fwd else None
@@ -182,13 +208,14 @@ def layer_ratios(step: StepReport) -> Ratios:
 
 def layer_flags(step: StepReport, thresholds: Thresholds) -> dict[str, str]:
     """Layers whose gradient is far below ("vanishing") or above ("exploding") the last's."""
-    layers = [m for m in step.layers if m.act_grad_rms or m.grad_rms]
+    named = [m for m in step.layers if m.name] or list(step.layers)
+    layers = [m for m in named if m.act_grad_rms or m.grad_rms]
     if len(layers) < 2:
         return {}
     flags = {}
     last = layers[-1]
     for m in layers[:-1]:
-        for mine, ref in ((m.act_grad_rms, last.act_grad_rms), (m.grad_rms, last.grad_rms)):
+        for mine, ref in ((_act_grad(m), _act_grad(last)), (m.grad_rms, last.grad_rms)):
             if mine is None or not ref or not math.isfinite(mine) or not math.isfinite(ref):
                 continue
             if mine / ref < thresholds.vanishing_ratio:
@@ -196,6 +223,10 @@ def layer_flags(step: StepReport, thresholds: Thresholds) -> dict[str, str]:
             elif mine / ref > thresholds.exploding_ratio:
                 flags[m.label] = "exploding"
     return flags
+
+
+def _act_grad(m: ModuleStats) -> float | None:
+    return m.act_grad_norm if m.act_grad_norm is not None else m.act_grad_rms
 
 
 def fmt(value: float | None) -> str:
@@ -209,9 +240,27 @@ def _signal_text(r: Ratios) -> str:
     )
 
 
+def is_vanishing(r: Ratios, t: Thresholds) -> bool:
+    """The weight-gradient ratio is low, or the back-propagated signal is and the forward
+    signal confirms it.
+
+    A weight gradient is (signal from above) x (activation from below), so the weight-
+    gradient ratio is about the back-propagated ratio divided by the forward one. When the
+    back-propagated signal alone is low, the weight gradients are balanced and the shrinkage
+    comes from the head (small-init classifiers, global pooling); when both signals shrink
+    they hide each other in the weight gradients (He et al.'s Xavier-initialised ReLU net)."""
+    low = t.vanishing_ratio
+    if r.weight_grad is not None and r.weight_grad < low:
+        return True
+    if r.act_grad is None or r.act_grad >= low:
+        return False
+    if r.forward is not None:
+        return r.forward < low
+    return r.weight_grad is None  # nothing to confirm or refute it with
+
+
 def _vanishing(r: Ratios, t: Thresholds) -> str | None:
-    low = [v for v in (r.weight_grad, r.act_grad, r.forward) if v is not None]
-    if not low or min(low) >= t.vanishing_ratio:
+    if not is_vanishing(r, t):
         return None
     return (
         f"gradient vanishes between `{r.last}` and `{r.first}`: {_signal_text(r)} "
@@ -235,7 +284,8 @@ def _exploding(report: ProbeReport, r: Ratios, t: Thresholds) -> str | None:
         parts.append(
             f"`{worst[1]}` has |grad|/|weight| = {worst[0]:.2g} (threshold {t.update_ratio:g})"
         )
-    norms = [(s.step, s.grad_norm, s.loss) for s in report.steps]
+    start = reference_step(report).step
+    norms = [(s.step, s.grad_norm, s.loss) for s in report.steps if s.step >= start]
     first = norms[0][1]
     if len(norms) > 1 and first > 0 and math.isfinite(first):
         broken = next(
@@ -250,14 +300,14 @@ def _exploding(report: ProbeReport, r: Ratios, t: Thresholds) -> str | None:
         peak = max(finite, key=lambda n: n[1], default=None)
         if peak is not None and peak[1] / first > t.step_growth:
             parts.append(
-                f"global gradient norm grew {peak[1] / first:.2g}x over {peak[0]} "
+                f"global gradient norm grew {peak[1] / first:.2g}x over {peak[0] - start} "
                 f"optimizer steps ({first:.2g} -> {peak[1]:.2g}, threshold "
                 f"{t.step_growth:g})"
             )
         elif broken is not None:
             parts.append(
                 f"global gradient norm went from {first:.2g} to NaN/Inf within "
-                f"{broken[0]} optimizer steps"
+                f"{broken[0] - start} optimizer steps"
             )
     return "; ".join(parts) or None
 
@@ -354,6 +404,17 @@ def _grad_max(step: StepReport, module: str, param: str) -> float | None:
         if m.name == module:
             return next((p.grad_max_abs for p in m.params if p.name == param), None)
     return None
+
+
+def _diverse(step: StepReport, limit: float) -> StepReport:
+    """`step` without the dead-unit shares of activations that saw one sample repeated."""
+    modules = tuple(
+        replace(m, dead_fraction=None)
+        if m.batch_diversity is not None and m.batch_diversity < limit
+        else m
+        for m in step.modules
+    )
+    return replace(step, modules=modules)
 
 
 def _activations(

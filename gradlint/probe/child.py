@@ -65,8 +65,16 @@ def run(mode: str, spec: ProbeSpec, stage: Stage) -> dict[str, Any]:
     random.seed(spec.seed)  # the model's own init must be reproducible too
     torch.manual_seed(spec.seed)
 
+    from gradlint.probe.hf import build_hf, is_hf_target
     from gradlint.probe.target import build_model, import_object, split_target
 
+    if mode == "probe" and is_hf_target(spec.target):
+        stage.set(f"building {spec.target}")
+        model, location, default = build_hf(spec.target, spec.init_args, spec.cwd)
+        example = default if not spec.inputs and not spec.input_fn else None
+        if spec.input_fn:
+            example = import_object(spec.input_fn, spec.cwd)()
+        return _probe(spec, stage, model, location, example)
     _, name = split_target(spec.target)
     stage.set(f"importing {spec.target}")
     obj = import_object(spec.target, spec.cwd)
@@ -81,10 +89,25 @@ def run(mode: str, spec: ProbeSpec, stage: Stage) -> dict[str, Any]:
         example = import_object(spec.input_fn, spec.cwd)()
     stage.set(f"building {name}")
     model, location = build_model(obj, spec.init_args, name)
+    return _probe(spec, stage, model, location, example)
+
+
+def _probe(
+    spec: ProbeSpec, stage: Stage, model: Any, location: Any, example: Any
+) -> dict[str, Any]:
+    from gradlint.probe.target import TargetError, import_object
+
+    user_loss = None
+    if spec.loss_fn:
+        stage.set(f"importing {spec.loss_fn}")
+        user_loss = import_object(spec.loss_fn, spec.cwd)
+        if not callable(user_loss):
+            raise TargetError(f"{spec.loss_fn} is not a function")
     from gradlint.probe.execute import run_probe
 
-    stage.set(f"running {name} forward and backward")
-    return run_probe(spec, model, location, example).to_dict()
+    stage.set(f"running {location.name} forward and backward")
+    result: dict[str, Any] = run_probe(spec, model, location, example, user_loss).to_dict()
+    return result
 
 
 def _one_line(exc: BaseException) -> str:

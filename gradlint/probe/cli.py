@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,6 +33,8 @@ OPTION_KEYS = {
     "input_range": "input-range",
     "input_fn": "input-fn",
     "loss": "loss",
+    "loss_fn": "loss-fn",
+    "output": "output",
     "steps": "steps",
     "optimizer": "optimizer",
     "lr": "lr",
@@ -61,8 +64,9 @@ def _input_options(command: Any) -> Any:
             click.option(
                 "--input-range",
                 multiple=True,
-                metavar="LOW,HIGH",
-                help="Value range for integer inputs (high exclusive), e.g. 0,30000.",
+                metavar="[INPUT=]LOW,HIGH",
+                help="Value range (high exclusive), e.g. 0,30000 for token ids, or 1=0,30000 "
+                "for input 1 only. Integer inputs without one use the model's vocabulary.",
             ),
             click.option(
                 "--init-args",
@@ -100,6 +104,17 @@ def _input_options(command: Any) -> Any:
     help="Zero-argument function returning example inputs (tensor, tuple or dict).",
 )
 @click.option("--loss", type=click.Choice(LOSSES), default="projection", show_default=True)
+@click.option(
+    "--loss-fn",
+    metavar="FILE.py:FUNC",
+    help="Your loss: FUNC(output) returns a scalar tensor (replaces --loss).",
+)
+@click.option(
+    "--output",
+    metavar="KEY|INDEX",
+    help="Which element of a tuple/dict output enters the loss (e.g. logits, 0); "
+    "default: logits if present, else every floating-point tensor.",
+)
 @click.option(
     "--steps",
     type=click.IntRange(min=1),
@@ -189,13 +204,24 @@ def probe_command(
 @click.command("gradcheck")
 @click.argument("target", metavar="TARGET")
 @_input_options
+@click.option("--atol", type=click.FloatRange(min=0), help="Absolute tolerance [1e-7].")
+@click.option("--rtol", type=click.FloatRange(min=0), help="Relative tolerance [1e-5].")
+@click.option("--gradgrad", is_flag=True, help="Also check second derivatives (gradgradcheck).")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
 def gradcheck_command(
-    ctx: click.Context, /, target: str, output_format: str, **options: Any
+    ctx: click.Context,
+    /,
+    target: str,
+    output_format: str,
+    atol: float | None,
+    rtol: float | None,
+    gradgrad: bool,
+    **options: Any,
 ) -> None:
     """Check TARGET's backward (a torch.autograd.Function subclass or an nn.Module) against
-    central differences in double precision. Exit 0: pass; 1: fail; 2: could not run."""
+    central differences in double precision. Exit 0: pass; 1: fail; 2: could not run
+    (inputs outside the function's domain, arguments that are not tensors)."""
     if not torch_available():
         _fail(INSTALL_HINT, "gradcheck")
     from gradlint.config import ConfigError
@@ -206,13 +232,18 @@ def gradcheck_command(
     values = _cli_values(ctx, options)
     try:
         spec = make_spec({**values, "target": target}, "command line", Thresholds(), os.getcwd())
+        spec = replace(spec, atol=atol, rtol=rtol, gradgrad=gradgrad)
         result = run_in_child("gradcheck", spec)
     except (ConfigError, ProbeError) as exc:
         _fail(str(exc), "gradcheck")
     if output_format == "json":
         click.echo(json.dumps(result, indent=2))
+    elif result.get("status") == "could not run":
+        _fail(f"{target}: could not run: {result['error']}", "gradcheck")
     else:
         click.echo(_gradcheck_text(result))
+    if result.get("status") == "could not run":
+        ctx.exit(EXIT_ERROR)
     ctx.exit(EXIT_CLEAN if result["passed"] else EXIT_FINDINGS)
 
 
@@ -319,7 +350,10 @@ def _threshold(text: str) -> tuple[str, float]:
 
 
 def _gradcheck_text(result: dict[str, Any]) -> str:
-    lines = [f"gradcheck {result['name']} ({result['kind']}, float64, central differences)"]
+    lines = [
+        f"gradcheck {result['name']} ({result['kind']}, float64, central differences, "
+        f"atol {result['atol']:g}, rtol {result['rtol']:g})"
+    ]
     for item in result["inputs"]:
         rel = item["relative_error"]
         lines.append(
@@ -329,6 +363,11 @@ def _gradcheck_text(result: dict[str, Any]) -> str:
         )
     if result.get("error"):
         lines.append(f"  error: {result['error']}")
+    if "gradgrad" in result:
+        verdict = "ok" if result["gradgrad"] else "MISMATCH"
+        lines.append(f"  second derivatives (gradgradcheck): {verdict}")
+        if result.get("gradgrad_error"):
+            lines.append(f"  error: {result['gradgrad_error']}")
     lines.append(
         "PASS: analytic and numerical gradients agree"
         if result["passed"]

@@ -46,6 +46,7 @@ class _Accumulator:
     nonfinite_backward: bool = False
     backward_order: int | None = None
     dead: list[float] = field(default_factory=list)
+    diversity: list[float] = field(default_factory=list)
     saturated: list[float] = field(default_factory=list)
 
 
@@ -227,8 +228,10 @@ def _forward_stats(acc: _Accumulator, out: torch.Tensor, type_name: str) -> None
                 acc.var_calls += 1
         return
     if type_name in DEAD_UNIT_MODULES and out.dim() >= 2:
-        units = out.reshape(out.shape[0], -1)  # ReLU outputs are >= 0: max 0 means all 0
-        acc.dead.append(float((units.amax(dim=0) == 0).float().mean()))
+        units = out.reshape(out.shape[0], -1).float()  # ReLU outputs are >= 0: max 0 = all 0
+        live = units.amax(dim=0) > 0
+        acc.dead.append(1.0 - float(live.float().mean()))
+        acc.diversity.append(_diversity(units[:, live]))
     kind = SATURATING_MODULES.get(type_name)
     if kind == "sigmoid":
         tails = (out < SIGMOID_TAIL) | (out > 1 - SIGMOID_TAIL)
@@ -237,6 +240,18 @@ def _forward_stats(acc: _Accumulator, out: torch.Tensor, type_name: str) -> None
         acc.saturated.append(float((out.abs() > TANH_TAIL).float().mean()))
     elif kind == "hardtanh":
         acc.saturated.append(float((out.abs() >= 1).float().mean()))
+
+
+def _diversity(units: torch.Tensor) -> float:
+    """Variance across the batch over mean square, summed over units; 1.0 when no unit lives.
+
+    Behind global pooling, a batch of random images is nearly one sample repeated (the
+    average of many independent pixels barely varies), so "zero for the whole batch" then
+    says nothing about the unit; this number tells that case apart."""
+    if units.numel() == 0 or units.shape[0] < 2:
+        return 1.0
+    power = float(units.pow(2).mean(dim=0).sum())
+    return float(units.var(dim=0).sum()) / power if power > 0 else 1.0
 
 
 def _finish(acc: _Accumulator, params: tuple[ParamStats, ...]) -> ModuleStats:
@@ -248,11 +263,14 @@ def _finish(acc: _Accumulator, params: tuple[ParamStats, ...]) -> ModuleStats:
         calls=acc.calls,
         out_std=math.sqrt(acc.var_sum / acc.var_calls) if acc.var_calls else None,
         act_grad_rms=math.sqrt(acc.grad_sq / acc.grad_numel) if acc.grad_numel else None,
+        act_grad_norm=math.sqrt(acc.grad_sq / acc.grad_calls) if acc.grad_numel else None,
         act_grad_max=acc.grad_max if acc.grad_calls else None,
         nonfinite_forward=acc.nonfinite_forward,
         nonfinite_backward=acc.nonfinite_backward,
         backward_order=acc.backward_order,
-        dead_fraction=sum(acc.dead) / len(acc.dead) if acc.dead else None,
+        # A shared ReLU (torchvision's blocks call one twice) is as dead as its worst call.
+        dead_fraction=max(acc.dead) if acc.dead else None,
+        batch_diversity=acc.diversity[acc.dead.index(max(acc.dead))] if acc.dead else None,
         saturated_fraction=sum(acc.saturated) / len(acc.saturated) if acc.saturated else None,
         params=params,
     )

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from gradlint.findings import Finding
-from gradlint.probe.analysis import fmt, layer_flags, layer_ratios
+from gradlint.probe.analysis import fmt, layer_flags, layer_ratios, reference_step
 from gradlint.probe.crosscheck import CrossCheck
 from gradlint.probe.spec import ProbeSpec
 from gradlint.probe.stats import ModuleStats, ProbeReport
@@ -19,11 +19,11 @@ COLUMNS = ("#", "layer", "type", "out std", "dL/dout rms", "grad rms", "grad/wei
 def render_text(
     spec: ProbeSpec, report: ProbeReport, findings: list[Finding], check: CrossCheck
 ) -> str:
-    step0 = report.steps[0]
+    step0 = reference_step(report)
     loc = report.location
     lines = [
         f"gradlint probe {spec.target}  ({loc.name} at {loc.path}:{loc.line}; batch "
-        f"{report.batch_size}, loss {spec.loss}, {spec.device} {spec.dtype}, seed "
+        f"{report.batch_size}, loss {spec.loss_fn or spec.loss}, {spec.device} {spec.dtype}, seed "
         f"{spec.seed})",
         "",
     ]
@@ -33,6 +33,12 @@ def render_text(
     for row in rows:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     ratios = layer_ratios(step0)
+    if step0.step:
+        lines += [
+            "",
+            f"measured at step {step0.step}: at initialisation a zero-initialised layer passes "
+            "no gradient to the layers below it",
+        ]
     lines += [
         "",
         f"first/last layer: weight-gradient ratio {fmt(ratios.weight_grad)}, "
@@ -65,7 +71,7 @@ def render_json(
         "batch_size": report.batch_size,
         "steps": [{"step": s.step, "loss": s.loss, "grad_norm": s.grad_norm} for s in report.steps],
         "layers": [asdict(m) for m in report.steps[0].modules],
-        "ratios": asdict(layer_ratios(report.steps[0])),
+        "ratios": asdict(layer_ratios(reference_step(report))),
         "output": report.output,
         "findings": [finding_dict(f) for f in findings],
         "cross_check": {

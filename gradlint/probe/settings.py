@@ -13,6 +13,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python < 3.11 only
     import tomli as tomllib
 
+from gradlint.probe.hf import is_hf_target
 from gradlint.probe.spec import (
     DEVICES,
     LOSSES,
@@ -22,7 +23,7 @@ from gradlint.probe.spec import (
     SpecError,
     Thresholds,
     build_inputs,
-    parse_range,
+    parse_named_range,
     parse_shape,
 )
 
@@ -33,6 +34,8 @@ RUN_KEYS = (
     "input-range",
     "input-fn",
     "loss",
+    "loss-fn",
+    "output",
     "steps",
     "optimizer",
     "lr",
@@ -117,9 +120,9 @@ def make_spec(
         key = "input-dtype"
         dtypes = [str(d) for d in _many(values.get("input-dtype"), nested=False)]
         key = "input-range"
-        ranges = [parse_range(r) for r in _many(values.get("input-range"), nested=True)]
+        ranges = [parse_named_range(r) for r in _many(values.get("input-range"), nested=True)]
         inputs = build_inputs(shapes, dtypes, ranges)
-        if not inputs and not values.get("input-fn"):
+        if not inputs and not values.get("input-fn") and not is_hf_target(str(values["target"])):
             raise SpecError(
                 "give at least one input shape (--input-shape 32,784) or an "
                 "input function (input-fn)"
@@ -130,6 +133,8 @@ def make_spec(
             inputs=inputs,
             input_fn=_get(values, "input-fn", str, None),
             loss=_choice(values, "loss", LOSSES, "projection"),
+            output=_output(values),
+            loss_fn=_loss_fn(values),
             steps=_number(values, "steps", int, 1, minimum=1),
             optimizer=_choice(values, "optimizer", OPTIMIZERS, "sgd"),
             lr=_number(values, "lr", float, 0.01, minimum=0.0),
@@ -147,11 +152,36 @@ def make_spec(
     return spec
 
 
+def _output(values: Mapping[str, Any]) -> str | None:
+    value = values.get("output")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+        exc = SpecError(f"must be a key like logits or a position like 1, got {value!r}")
+        exc.key = "output"  # type: ignore[attr-defined]
+        raise exc
+    return str(value)
+
+
+def _loss_fn(values: Mapping[str, Any]) -> str | None:
+    value = _get(values, "loss-fn", str, None)
+    if value is not None:
+        try:
+            _check_target(value)
+        except SpecError:
+            exc = SpecError(f'must look like "losses.py:my_loss" or "pkg.mod:func", got {value!r}')
+            exc.key = "loss-fn"  # type: ignore[attr-defined]
+            raise exc from None
+    return value  # type: ignore[no-any-return]
+
+
 def _check_target(value: Any) -> None:
     from gradlint.probe.target import TargetError, split_target
 
     if not isinstance(value, str):
         raise SpecError(f'must be a string like "path/to/file.py:ClassName", got {value!r}')
+    if is_hf_target(value):
+        return  # hf:MODEL_TYPE or hf:config.json
     try:
         split_target(value)
     except TargetError as exc:

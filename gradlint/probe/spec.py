@@ -28,6 +28,10 @@ class Thresholds:
     dead_fraction: float = 0.5  # share of ReLU units silent for the whole batch
     saturation_fraction: float = 0.5  # share of sigmoid/tanh outputs in the flat tails
     min_dead_batch: int = 8  # smaller batches cannot tell dead units from unlucky ones
+    # live units whose outputs vary this little across the batch (variance / mean square;
+    # 0.68 for a zero-mean pre-activation) see one sample repeated, e.g. behind the global
+    # pooling of random images
+    min_dead_diversity: float = 0.2
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -74,6 +78,8 @@ class ProbeSpec:
     inputs: tuple[InputSpec, ...] = ()
     input_fn: str | None = None  # "file.py:func" or "pkg.mod:func" returning example inputs
     loss: str = "projection"
+    output: str | None = None  # which element of a tuple/dict output enters the loss
+    loss_fn: str | None = None  # "file.py:func" or "pkg.mod:func": loss from the output
     steps: int = 1
     optimizer: str = "sgd"
     lr: float = 0.01
@@ -84,6 +90,9 @@ class ProbeSpec:
     memory_limit_mb: int | None = None  # child address-space cap; None: physical RAM, 0: off
     thresholds: Thresholds = Thresholds()
     cwd: str | None = None  # folder that relative targets are resolved against
+    atol: float | None = None  # gradcheck tolerances; None: gradcheck's defaults
+    rtol: float | None = None
+    gradgrad: bool = False  # gradcheck: also check the backward's own backward
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -124,24 +133,59 @@ def parse_range(text: str | list[Any]) -> tuple[float, float]:
     return low, high
 
 
+def parse_named_range(text: str | list[Any]) -> tuple[int | None, float, float]:
+    """'1=0,30000' -> (1, 0.0, 30000.0): a range for input 1 only; '0,30000' -> (None, ...)."""
+    index: int | None = None
+    if isinstance(text, str) and "=" in text:
+        name, _, text = text.partition("=")
+        if not name.strip().isdigit():
+            raise SpecError(
+                f"input range must look like LOW,HIGH or INPUT=LOW,HIGH (INPUT counts from 0), "
+                f"got {name + '=' + text!r}"
+            )
+        index = int(name)
+    return (index, *parse_range(text))
+
+
 def build_inputs(
-    shapes: list[tuple[int, ...]], dtypes: list[str], ranges: list[tuple[float, float]]
+    shapes: list[tuple[int, ...]],
+    dtypes: list[str],
+    ranges: list[tuple[float, float]] | list[tuple[int | None, float, float]],
 ) -> tuple[InputSpec, ...]:
-    """Pair repeated --input-shape/--input-dtype/--input-range; one dtype or range fits all."""
-    for name, values in (("--input-dtype", dtypes), ("--input-range", ranges)):
-        if len(values) > 1 and len(values) != len(shapes):
-            raise SpecError(f"{name} given {len(values)} times for {len(shapes)} input shapes")
+    """Pair repeated --input-shape/--input-dtype/--input-range.
+
+    One dtype fits all inputs. Ranges: `INPUT=LOW,HIGH` applies to that input only; as many
+    plain ranges as shapes pair up in order; a single plain range applies to the one input,
+    or, with several inputs, to the integer ones only (token ids beside float features).
+    An integer input without a range gets its upper bound from the model's vocabulary."""
+    named: dict[int, tuple[float, float]] = {}
+    plain: list[tuple[float, float]] = []
+    for r in ranges:
+        if len(r) == 3:
+            index, low, high = r
+            if index is None:
+                plain.append((low, high))
+            elif index >= len(shapes):
+                raise SpecError(f"--input-range names input {index}, but there are {len(shapes)}")
+            else:
+                named[index] = (low, high)
+        else:
+            plain.append((r[0], r[1]))
+    if len(dtypes) > 1 and len(dtypes) != len(shapes):
+        raise SpecError(f"--input-dtype given {len(dtypes)} times for {len(shapes)} input shapes")
+    if len(plain) > 1 and len(plain) != len(shapes):
+        raise SpecError(f"--input-range given {len(plain)} times for {len(shapes)} input shapes")
     specs = []
     for i, shape in enumerate(shapes):
         dtype = dtypes[i] if len(dtypes) > 1 else (dtypes[0] if dtypes else "float")
         if dtype not in INPUT_DTYPES:
             raise SpecError(f"input dtype must be one of {', '.join(INPUT_DTYPES)}, got {dtype!r}")
-        rng = ranges[i] if len(ranges) > 1 else (ranges[0] if ranges else None)
+        rng = named.get(i)
+        if rng is None and len(plain) > 1:
+            rng = plain[i]
+        elif rng is None and plain and (len(shapes) == 1 or dtype in ("long", "int")):
+            rng = plain[0]
         if rng is None:
-            if dtype in ("long", "int"):
-                raise SpecError(
-                    f"--input-dtype {dtype} needs --input-range LOW,HIGH (e.g. 0,30000)"
-                )
             specs.append(InputSpec(shape, dtype))
         else:
             specs.append(InputSpec(shape, dtype, rng[0], rng[1]))

@@ -49,6 +49,11 @@ class ParamStats:
         return math.prod(self.shape)
 
 
+def is_matrix(shape: tuple[int, ...]) -> bool:
+    """At least two dimensions larger than 1: a weight matrix or kernel, not a vector."""
+    return sum(1 for d in shape if d > 1) >= 2
+
+
 @dataclass(frozen=True)
 class ModuleStats:
     """One module in forward order: a layer (has parameters) or a watched activation."""
@@ -60,11 +65,16 @@ class ModuleStats:
     calls: int = 0
     out_std: float | None = None  # forward activation std (RMS over calls)
     act_grad_rms: float | None = None  # RMS of dLoss/dOutput per element, over calls
+    act_grad_norm: float | None = None  # L2 norm of dLoss/dOutput per call (whole batch)
     act_grad_max: float | None = None
     nonfinite_forward: bool = False
     nonfinite_backward: bool = False
     backward_order: int | None = None  # when dLoss/dOutput first arrived (0 = first)
-    dead_fraction: float | None = None  # ReLU family: units zero for the whole batch
+    dead_fraction: float | None = None  # ReLU family: units zero for the whole batch (worst call)
+    # ReLU family, in that call: how much the live units' outputs differ between samples
+    # (variance across the batch / mean square); near 0 when the batch is in effect one
+    # sample at this layer
+    batch_diversity: float | None = None
     saturated_fraction: float | None = None  # sigmoid/tanh: outputs in the flat tails
     params: tuple[ParamStats, ...] = ()
 
@@ -101,12 +111,13 @@ class ModuleStats:
     def update_ratio(self) -> float | None:
         """Largest |grad| / |weight| over this module's weight matrices and kernels.
 
-        Vectors are left out: biases start at 0 and scales such as LayerScale start near 0
-        on purpose, so their ratio is huge without anything being wrong."""
+        Vectors are left out, whatever their rank: biases start at 0, and layer-scale
+        factors shaped (C,) or (C, 1, 1) and class tokens shaped (1, 1, D) start near 0 on
+        purpose, so their ratio is huge without anything being wrong."""
         ratios = [
             p.grad_norm / p.weight_norm
             for p in self.trained_params
-            if not p.grad_none and p.weight_norm > 0 and len(p.shape) >= 2
+            if not p.grad_none and p.weight_norm > 0 and is_matrix(p.shape)
         ]
         return max(ratios) if ratios else None
 

@@ -83,12 +83,22 @@ def build_model(obj: Any, init_args: dict[str, Any], name: str) -> tuple[nn.Modu
 
 
 def model_location(model: nn.Module, obj: Any) -> Location:
-    """The user's class when it has one; else the factory that built a stock torch module."""
+    """The user's class when it has one; else the factory that built the model.
+
+    A model whose class comes from an installed package (torch, transformers, timm) is the
+    user's through the factory: findings point there, and its file is cross-checked."""
     if not is_torch_defined(type(model)):
         location = locate_class(type(model))
-        if location.file is not None:
+        if location.file is not None and not (
+            obj is not type(model) and is_installed_file(location.file)
+        ):
             return location
     return locate_class(obj)
+
+
+def is_installed_file(path: str) -> bool:
+    """Inside site-packages/dist-packages: a library's code, not the project's."""
+    return bool({"site-packages", "dist-packages"} & set(Path(path).parts))
 
 
 def locate_class(obj: Any) -> Location:

@@ -110,9 +110,9 @@ def test_absurd_allocation_is_one_line(run):
 def test_bad_options_fail_before_running(run):
     output = one_error_line(run(probe_command, "relu_mlp.py", "--input-shape", "4,4"))
     assert "target must look like path/to/file.py:ClassName" in output
-    output = one_error_line(run(probe_command, "relu_mlp.py:TokenClassifier",
-                                "--input-shape", "4,4", "--input-dtype", "long"))
-    assert "needs --input-range" in output
+    output = one_error_line(run(probe_command, "relu_mlp.py:DeepReluMLP",
+                                "--input-shape", "4,32", "--input-dtype", "long"))
+    assert "integer inputs need --input-range LOW,HIGH: the model has no nn.Embedding" in output
     output = one_error_line(run(probe_command, "relu_mlp.py:TwoInputs",
                                 "--input-shape", "4,x"))
     assert "input shape must be integers" in output
@@ -153,3 +153,111 @@ def test_probe_through_a_real_python_process(tmp_path):
     data = json.loads(proc.stdout)
     assert [f["code"] for f in data["findings"]] == ["GL207"]
     assert data["findings"][0]["path"] == "zero_init.py"
+
+
+def test_output_selects_what_enters_the_loss(run):
+    result = run(probe_command, "heads.py:TwoHeads", "--input-shape", "16,32", "--format", "json")
+    assert result.exit_code == 0, result.output  # both heads enter the default loss
+    result = run(probe_command, "heads.py:TwoHeads", "--input-shape", "16,32",
+                 "--output", "logits_main")
+    assert result.exit_code == 1, result.output
+    assert "`aux.weight`, `aux.bias` get no gradient" in result.output
+    output = one_error_line(run(probe_command, "heads.py:TwoHeads", "--input-shape", "16,32",
+                                "--output", "nope"))
+    assert "--output 'nope': the output has keys logits_main, recon" in output
+
+
+def test_user_loss_function(run):
+    result = run(probe_command, "heads.py:TwoHeads", "--input-shape", "16,32",
+                 "--loss-fn", "heads.py:main_only")
+    assert result.exit_code == 1, result.output
+    assert "loss heads.py:main_only" in result.output
+    assert "`aux.weight`, `aux.bias` get no gradient" in result.output
+    output = one_error_line(run(probe_command, "heads.py:TwoHeads", "--input-shape", "16,32",
+                                "--loss-fn", "heads.py:not_a_scalar"))
+    assert "--loss-fn must return a scalar tensor" in output
+
+
+def test_vocabulary_is_inferred_and_ranges_apply_to_the_inputs_they_name(run):
+    result = run(probe_command, "heads.py:TokenTagger", "--input-shape", "8,12",
+                 "--input-shape", "8,12", "--input-dtype", "long", "--input-dtype", "float",
+                 "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["layers"][0]["name"] == "embed"
+    output = one_error_line(run(probe_command, "relu_mlp.py:TwoInputs", "--input-shape", "4,32",
+                                "--input-shape", "4,8", "--input-range", "2=0,1"))
+    assert "--input-range names input 2, but there are 2" in output
+
+
+def test_named_and_single_ranges():
+    from gradlint.probe.spec import build_inputs, parse_named_range
+
+    both = [(4, 12), (4, 12)]
+    ids, feature = build_inputs(both, ["long", "float"], [parse_named_range("0,100")])
+    assert (ids.low, ids.high) == (0, 100) and feature.high is None  # float stays N(0, 1)
+    ids, feature = build_inputs(both, ["long", "float"], [parse_named_range("1=-1,1")])
+    assert ids.high is None and (feature.low, feature.high) == (-1, 1)
+
+
+def test_factory_of_a_library_model_points_at_the_factory(run):
+    pytest.importorskip("transformers")
+    result = run(probe_command, "heads.py:library_bert", "--input-shape", "8,16",
+                 "--input-dtype", "long", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["location"]["path"] == "heads.py"
+    assert data["location"]["name"] == "library_bert"
+
+
+def test_gradcheck_default_tolerance_is_tight(run):
+    bad = run(gradcheck_command, "autograd_fn.py:SlightlyWrongSquare", "--input-shape", "3,4")
+    assert bad.exit_code == 1, bad.output
+    assert "atol 1e-07, rtol 1e-05" in bad.output
+    loose = run(gradcheck_command, "autograd_fn.py:SlightlyWrongSquare", "--input-shape", "3,4",
+                "--atol", "1e-5", "--rtol", "1e-3")
+    assert loose.exit_code == 0, loose.output
+
+
+def test_gradcheck_domain_and_non_tensor_arguments_could_not_run(run):
+    output = one_error_line(run(gradcheck_command, "autograd_fn.py:Log", "--input-shape", "3,4"))
+    assert "could not run: the output has NaN/Inf on inputs drawn from N(0, 1)" in output
+    ok = run(gradcheck_command, "autograd_fn.py:Log", "--input-shape", "3,4",
+             "--input-range", "0.5,2")
+    assert ok.exit_code == 0, ok.output
+    output = one_error_line(run(gradcheck_command, "autograd_fn.py:SumAlong",
+                                "--input-shape", "3,4"))
+    assert "takes (x, dim); 1 tensor input(s) given and gradcheck cannot generate dim" in output
+
+
+def test_gradgradcheck(run):
+    ok = run(gradcheck_command, "autograd_fn.py:Cube", "--input-shape", "2,3", "--gradgrad")
+    assert ok.exit_code == 0, ok.output
+    assert "second derivatives (gradgradcheck): ok" in ok.output
+    bad = run(gradcheck_command, "autograd_fn.py:FirstOrderOnlyCube", "--input-shape", "2,3",
+              "--gradgrad")
+    assert bad.exit_code == 1, bad.output
+    assert "second derivatives (gradgradcheck): MISMATCH" in bad.output
+    assert "PASS" not in bad.output
+
+
+@pytest.mark.slow
+def test_transformers_model_from_a_type_name_or_a_config_file(run, tmp_path):
+    """No factory file, no weights, no network: hf:MODEL_TYPE scaled small, or a JSON."""
+    pytest.importorskip("transformers")
+    result = run(probe_command, "hf:bert", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["location"]["name"] == "BertModel"
+    assert data["layers"][0]["name"] == "embeddings.word_embeddings"
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({
+        "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": 300,
+        "n_embd": 32, "n_layer": 1, "n_head": 2, "bos_token_id": 0, "eos_token_id": 0}))
+    result = run(probe_command, f"hf:{config}", "--input-shape", "4,16", "--input-dtype",
+                 "long", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["location"]["name"] == "GPT2LMHeadModel"
+    output = one_error_line(run(probe_command, "hf:no_such.json"))
+    assert "no such config file: no_such.json" in output

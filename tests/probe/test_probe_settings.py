@@ -130,3 +130,24 @@ def test_no_target_and_no_config_is_an_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(probe_command, [])
     assert result.exit_code == 2
     assert "no TARGET given and no [[tool.gradlint.probe.targets]]" in result.output
+
+
+def test_output_loss_fn_named_ranges_and_hf_targets(tmp_path):
+    defaults, thresholds, targets = parse(tmp_path, """
+        [[tool.gradlint.probe.targets]]
+        target = "models/two.py:Net"
+        input-shape = [[4, 12], [4, 12]]
+        input-dtype = ["long", "float"]
+        input-range = ["1=-1,1"]
+        output = "logits"
+        loss-fn = "losses.py:my_loss"
+
+        [[tool.gradlint.probe.targets]]
+        target = "hf:bert"
+    """)
+    spec = make_spec({**defaults, **targets[0]}, "here", thresholds)
+    assert (spec.output, spec.loss_fn) == ("logits", "losses.py:my_loss")
+    assert spec.inputs == (InputSpec((4, 12), "long"), InputSpec((4, 12), "float", -1, 1))
+    assert make_spec(targets[1], "here", thresholds).inputs == ()  # token ids by default
+    with pytest.raises(ConfigError, match="'loss-fn': must look like"):
+        make_spec({**targets[0], "loss-fn": "nofunction"}, "here", thresholds)
