@@ -41,13 +41,13 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
-    """The torch optimizer under wrappers (accelerate's AcceleratedOptimizer, Lightning's)."""
-    seen = 0
-    while not isinstance(optimizer, torch.optim.Optimizer) and seen < 4:
+    """The torch optimizer under wrappers (accelerate's AcceleratedOptimizer, Lightning's),
+    which may themselves subclass Optimizer without its step hooks."""
+    for _ in range(4):
         inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
-        if inner is None:
+        if not isinstance(inner, torch.optim.Optimizer) or inner is optimizer:
             break
-        optimizer, seen = inner, seen + 1
+        optimizer = inner
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(
             f"gradlint.watch needs a torch.optim.Optimizer, got {type(optimizer).__name__}"

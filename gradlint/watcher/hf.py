@@ -21,7 +21,7 @@ class WatchCallback(TrainerCallback):  # type: ignore[misc, unused-ignore]
 
     def __init__(self, every: int = 100, log: str | None = DEFAULT_LOG, **options: Any) -> None:
         self.every = every
-        self.log = log
+        self.log_path = log
         self.options = options
         self.watch: Watch | None = None
         self.report = ""
@@ -37,7 +37,7 @@ class WatchCallback(TrainerCallback):  # type: ignore[misc, unused-ignore]
     ) -> None:
         if model is None or optimizer is None:
             return
-        self.watch = Watch(model, optimizer, every=self.every, log=self.log, **self.options)
+        self.watch = Watch(model, optimizer, every=self.every, log=self.log_path, **self.options)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.watch is not None:

@@ -27,7 +27,7 @@ class WatchCallback(Callback):  # type: ignore[misc, unused-ignore]
     def __init__(self, every: int = 100, log: str | None = DEFAULT_LOG, **options: Any) -> None:
         super().__init__()
         self.every = every
-        self.log = log
+        self.log_path = log
         self.options = options
         self.watch: Watch | None = None
         self.report = ""
@@ -40,7 +40,7 @@ class WatchCallback(Callback):  # type: ignore[misc, unused-ignore]
             pl_module,
             trainer.optimizers[0],
             every=self.every,
-            log=self.log,
+            log=self.log_path,
             scaler=self.options.pop("scaler", getattr(precision, "scaler", None)),
             **self.options,
         )
