@@ -84,7 +84,7 @@ class LayerAcc:
     order: int
     calls: int = 0
     stds: list[slice] = field(default_factory=list)
-    grads: list[slice] = field(default_factory=list)  # [L2 norm, nonzero count] per call
+    grads: list[tuple[slice, int]] = field(default_factory=list)  # (L2 norm, entries) per call
     backward_order: int | None = None
 
 
@@ -121,7 +121,8 @@ class Sample:
         self.order = 0
         self.backward_seen = 0
         self.batch_size: int | None = None
-        self.grad_slices: tuple[slice, slice, slice] | None = None  # norm, max, nonzero
+        self.grad_slice: slice | None = None  # L2 norm of each present gradient
+        self.grad_nonzero: dict[int, slice] = {}  # parameter index -> nonzero count
         self.grad_present: list[bool] = []
         self.weight_slice: slice | None = None
         self.update_slice: slice | None = None
@@ -266,10 +267,9 @@ class ModuleWatch:
                     acc.backward_order = sample.backward_seen
                     sample.backward_seen += 1
                 g = grad.detach()
-                both = torch.stack(
-                    [torch.linalg.vector_norm(g.float()), torch.count_nonzero(g).float()]
-                )
-                acc.grads.append(sample.pending.add(both))
+                # RMS over all entries (the probe counts nonzero ones; counting costs a pass)
+                norm = torch.linalg.vector_norm(g, dtype=torch.float32)
+                acc.grads.append((sample.pending.add(norm), g.numel()))
 
             tensor.register_hook(grad_hook)  # type: ignore[no-untyped-call]
 
@@ -327,8 +327,9 @@ def _tail_fraction(out: torch.Tensor, tail: str) -> torch.Tensor | None:
     if tail == "dead":
         if out.dim() < 2:
             return None
-        units = out.reshape(out.shape[0], -1)  # ReLU outputs are >= 0: max 0 means all 0
-        return (units.amax(dim=0) == 0).float().mean()
+        # ReLU-family outputs are >= 0: a unit is silent for the batch when its sum is 0
+        units = out.reshape(out.shape[0], -1)
+        return (units.sum(dim=0) == 0).float().mean()
     if tail == "sigmoid":
         return ((out < SIGMOID_TAIL) | (out > 1 - SIGMOID_TAIL)).float().mean()
     if tail == "tanh":
@@ -338,15 +339,15 @@ def _tail_fraction(out: torch.Tensor, tail: str) -> torch.Tensor | None:
     return None
 
 
-def rms_of(values: list[float], pairs: list[slice]) -> tuple[float | None, bool]:
-    """RMS over calls from [norm, nonzero] pairs, and whether any norm was NaN/Inf."""
+def rms_of(values: list[float], pairs: list[tuple[slice, int]]) -> tuple[float | None, bool]:
+    """RMS over calls from (norm, entries) pairs, and whether any norm was NaN/Inf."""
     sq, count, bad = 0.0, 0, False
-    for s in pairs:
-        norm, nonzero = values[s][0], values[s][1]
+    for s, entries in pairs:
+        norm = values[s][0]
         if not math.isfinite(norm):
             bad = True
         sq += norm * norm
-        count += int(nonzero)
+        count += int(entries)
     if count == 0:
         return None, bad
     return math.sqrt(sq / count), bad

@@ -27,6 +27,11 @@ from gradlint.watcher.output import Outputs
 from gradlint.watcher.timeline import Episode, Timeline
 
 DEFAULT_LOG = "gradlint-watch.jsonl"
+# Tensors above this many entries have their update norm estimated from a fixed random
+# sample of this many entries (relative error about 1/sqrt(UPDATE_SAMPLE), under 1 %).
+UPDATE_SAMPLE = 16_384
+# Modules whose gradient leaves whole rows at zero by design: nonzero entries are counted.
+SPARSE_ROWS = frozenset({"Embedding", "EmbeddingBag"})
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -89,6 +94,7 @@ class Watch:
             log=Path(log) if log is not None else None,
             tensorboard=Path(tensorboard) if tensorboard is not None else None,
             stream=stream,
+            verbose=verbose,
         )
         self._anomaly = anomaly
         self._anomaly_found = False
@@ -97,6 +103,8 @@ class Watch:
         self._sample: Sample | None = None
         self._loss: torch.Tensor | None = None
         self._before: list[torch.Tensor] | None = None
+        self._update_index: list[torch.Tensor | None] | None = None
+        self._update_scale = torch.ones(())
         self._queued = False
         self._param_handles: list[Any] = []
         self._closed = False
@@ -194,14 +202,14 @@ class Watch:
             return
         with torch.no_grad():
             norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
-            maxes = torch._foreach_norm(grads, float("inf"), dtype=torch.float32)
-            nonzero = torch._foreach_norm(grads, 0, dtype=torch.float32)
-        pending = sample.pending
-        sample.grad_slices = (
-            pending.add(torch.stack(list(norms))),
-            pending.add(torch.stack(list(maxes))),
-            pending.add(torch.stack(list(nonzero))),
-        )
+            sample.grad_slice = sample.pending.add(torch.stack(list(norms)))
+            # Entries with a nonzero gradient are counted where rows go untouched by design
+            # (embeddings); elsewhere every entry counts (counting costs a pass per tensor).
+            sample.grad_nonzero = {
+                i: sample.pending.add(torch.count_nonzero(p.grad))
+                for i, (layer, _, p) in enumerate(self._params)
+                if present[i] and p.grad is not None and self._modules.types[layer] in SPARSE_ROWS
+            }
 
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         sample = self._sample
@@ -212,17 +220,16 @@ class Watch:
             sample.weight_slice = sample.pending.add(
                 torch.stack(list(torch._foreach_norm(weights, 2, dtype=torch.float32)))
             )
-            self._before = [w.clone() for w in weights]
+            self._before = self._update_sample(weights)
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         sample = self._sample
         if sample is not None and self._before is not None:
             with torch.no_grad():
-                now = [p.detach() for _, _, p in self._params]
+                now = self._update_sample([p.detach() for _, _, p in self._params])
                 torch._foreach_sub_(self._before, now)
-                sample.update_slice = sample.pending.add(
-                    torch.stack(list(torch._foreach_norm(self._before, 2, dtype=torch.float32)))
-                )
+                norms = torch.stack(list(torch._foreach_norm(self._before, 2, dtype=torch.float32)))
+                sample.update_slice = sample.pending.add(norms * self._update_scale)
             self._before = None
             self._finish(sample)
         if sample is not None:
@@ -231,6 +238,28 @@ class Watch:
         self._arm()
         if self._sample is None and self._modules.anomaly is None:
             self._modules.detach()  # anomaly mode found its NaN/Inf; sampling needs no hooks now
+
+    def _update_sample(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The entries whose change measures the update: all of a small tensor, a fixed
+        random sample of UPDATE_SAMPLE entries of a large one (copying every weight at
+        every sampled step would cost as much as the optimizer step itself)."""
+        if self._update_index is None:
+            gen = torch.Generator().manual_seed(0)
+            self._update_index = [
+                None
+                if w.numel() <= UPDATE_SAMPLE
+                else torch.randint(0, w.numel(), (UPDATE_SAMPLE,), generator=gen).to(w.device)
+                for w in weights
+            ]
+            scale = [
+                1.0 if i is None else (w.numel() / UPDATE_SAMPLE) ** 0.5
+                for w, i in zip(weights, self._update_index)
+            ]
+            self._update_scale = torch.tensor(scale, device=weights[0].device)
+        return [
+            w.clone() if index is None else w.reshape(-1).index_select(0, index)
+            for w, index in zip(weights, self._update_index)
+        ]
 
     def _finish(self, sample: Sample) -> None:
         loss = sample.pending.add(self._loss) if self._loss is not None else None

@@ -24,7 +24,7 @@ def build_record(
     def at(s: slice | None) -> list[float] | None:
         return None if s is None else values[s]
 
-    norms, maxes, nonzero = (at(s) for s in (sample.grad_slices or (None, None, None)))
+    norms = at(sample.grad_slice)
     weights, updates = at(sample.weight_slice), at(sample.update_slice)
     present = sample.grad_present or [False] * len(params)
     by_layer: dict[str, list[dict[str, Any]]] = {}
@@ -39,19 +39,19 @@ def build_record(
             "weight_norm": weights[i] if weights else None,
             "update_norm": updates[i] if updates else None,
         }
-        if present[i] and norms is not None and maxes is not None and nonzero is not None:
-            norm, top = norms[g] * unscale, maxes[g] * unscale
+        if present[i] and norms is not None:
+            norm = norms[g] * unscale
+            counted = sample.grad_nonzero.get(i)
             entry.update(
                 grad_norm=norm,
-                grad_max_abs=top,
-                grad_nonzero=int(nonzero[g]) if math.isfinite(nonzero[g]) else 0,
-                nonfinite=not (math.isfinite(norm) and math.isfinite(top)),
+                grad_nonzero=int(values[counted][0]) if counted else p.numel(),
+                nonfinite=not math.isfinite(norm),
             )
             if p.requires_grad:
                 total_sq += norm * norm
             g += 1
         else:
-            entry.update(grad_norm=None, grad_max_abs=None, grad_nonzero=0, nonfinite=False)
+            entry.update(grad_norm=None, grad_nonzero=0, nonfinite=False)
         by_layer.setdefault(layer, []).append(entry)
     layers: list[dict[str, Any]] = []
     tail = len(sample.layers) + len(sample.acts) + len(sample.others)

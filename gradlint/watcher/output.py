@@ -26,8 +26,15 @@ def rank_log(path: Path, rank: int) -> Path:
 class Outputs:
     """Opened lazily at the first record, once the process knows its rank."""
 
-    def __init__(self, log: Path | None, tensorboard: Path | None, stream: TextIO | None) -> None:
+    def __init__(
+        self,
+        log: Path | None,
+        tensorboard: Path | None,
+        stream: TextIO | None,
+        verbose: bool = True,
+    ) -> None:
         self.log = log
+        self.verbose = verbose
         self.tensorboard = tensorboard
         self.stream = stream
         self.rank, self.world = 0, 1
@@ -94,7 +101,7 @@ class Outputs:
         self._notice([episode] if episode else [])
 
     def _notice(self, begun: list[Episode]) -> None:
-        if self.rank != 0:
+        if self.rank != 0 or not self.verbose:
             return
         for episode in begun:
             if episode.severity == "info":

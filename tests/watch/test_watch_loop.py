@@ -180,3 +180,19 @@ def test_a_second_run_appends_to_the_log(tmp_path):
     runs = read_runs(log)
     assert [len(r.steps) for r in runs] == [2, 3]
     assert all(json.loads(line) for line in log.read_text().splitlines())
+
+
+@pytest.mark.slow  # importing TensorBoard's event writer and reader takes ~20 s here
+def test_tensorboard_scalars_when_tensorboard_is_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    board = tmp_path / "tb"
+    train(Mlp(), 3, every=1, log=None, tensorboard=board)
+    (events,) = board.glob("events.out.tfevents.*")
+    assert events.stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(board)).Reload().Tags()["scalars"]
+    assert {"gradlint/grad_norm", "gradlint/grad_rms/fc1", "gradlint/update_ratio/out"} <= set(
+        tags
+    )
+    assert "gradlint/dead_fraction/relu" in tags
