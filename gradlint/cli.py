@@ -47,6 +47,7 @@ class _DefaultGroup(click.Group):
     LAZY = {
         "probe": ("gradlint.probe.cli", "probe_command"),
         "gradcheck": ("gradlint.probe.cli", "gradcheck_command"),
+        "watch-report": ("gradlint.watcher.cli", "watch_report_command"),
     }
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
