@@ -27,8 +27,9 @@ class FunctionalDropoutInEval(Rule):
     `--fix` adds `training=self.training` to the call.
 
     ## Known limitations
-    Only methods of `nn.Module` subclasses defined in the file are checked (a plain helper
-    function has no `self.training` to pass). A call that passes `training` in any way,
+    Only `forward` of `nn.Module` subclasses defined in the file, and the methods it calls on
+    `self`, are checked (a plain helper function has no `self.training` to pass, and a sampling
+    method may drop on purpose at inference). A call that passes `training` in any way,
     `**kwargs` included, is trusted, so deliberate Monte-Carlo dropout (`training=True`) is
     left alone.
     """
@@ -101,6 +102,19 @@ class FunctionalDropoutInEval(Rule):
                 def drop(x, p, training):
                     return F.dropout(x, p, training)
         """),
+        # a diffusion sampler drops its noise on purpose, outside forward
+        Valid("""
+            import torch
+            class Diffusion(torch.nn.Module):
+                def forward(self, x, t):
+                    return self.denoiser(x, t)
+                @torch.no_grad()
+                def sample_step(self, x, t, noise_dropout=0.0):
+                    noise = torch.randn_like(x)
+                    if noise_dropout > 0:
+                        noise = torch.nn.functional.dropout(noise, p=noise_dropout)
+                    return self(x, t) + noise
+        """),
         # a plain function, not a module method: the caller decides
         Valid("""
             import torch.nn.functional as F
@@ -143,14 +157,18 @@ class FunctionalDropoutInEval(Rule):
             """
             import torch
             class Attention(torch.nn.Module):
+                def forward(self, s, v):
+                    return self.attend(s, v)
                 def attend(self, s, v):
                     weights = torch.nn.functional.dropout2d(s, p=self.p)
                     return weights @ v
         """,
-            line=4,
+            line=6,
             fixed="""
             import torch
             class Attention(torch.nn.Module):
+                def forward(self, s, v):
+                    return self.attend(s, v)
                 def attend(self, s, v):
                     weights = torch.nn.functional.dropout2d(s, p=self.p, training=self.training)
                     return weights @ v
@@ -177,17 +195,19 @@ class FunctionalDropoutInEval(Rule):
             import torch
             from torch.nn import functional
             class SelfAttention(torch.nn.Module):
+                def forward(self, q, k, v):
+                    return self.scores(q, k) @ v
                 def scores(self, q, k):
                     attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
                     return functional.dropout(attn, self.dropout_p)
         """,
-            line=7,
+            line=9,
         ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
         for info in self.index.module_classes.values():
-            for method in info.methods.values():
+            for method in _forward_and_helpers(info.methods):
                 params = method.params.params
                 if not params or params[0].name.value != "self":
                     continue  # a staticmethod: no `self.training` to pass
@@ -248,3 +268,20 @@ def _mentions_training(test: cst.BaseExpression) -> bool:
         isinstance(n, cst.Attribute) and n.attr.value == "training"
         for n in findall(test, cst.Attribute)
     ) or any(isinstance(n, cst.Name) and n.value == "training" for n in findall(test, cst.Name))
+
+
+def _forward_and_helpers(methods: dict[str, cst.FunctionDef]) -> list[cst.FunctionDef]:
+    """`forward` and the methods it calls as `self.<name>(...)`: what runs under `model(x)`.
+    Sampling or augmentation methods may drop on purpose at inference."""
+    forward = methods.get("forward")
+    if forward is None:
+        return []
+    called = {
+        call.func.attr.value
+        for call in findall(forward.body, cst.Call)
+        if isinstance(call, cst.Call)
+        and isinstance(call.func, cst.Attribute)
+        and isinstance(call.func.value, cst.Name)
+        and call.func.value.value == "self"
+    }
+    return [forward] + [m for name, m in methods.items() if name in called and name != "forward"]
