@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from gradlint.semantics.names import dotted_name
+from gradlint.semantics.nodes import findall
 from gradlint.semantics.training import OptimizerCall, TrainingFacts, parameters_calls
 from gradlint.semantics.training_walk import Event, Function, receiver
 
@@ -91,3 +92,47 @@ def _clears(call: cst.Call, optimizer: cst.BaseExpression, built: OptimizerCall 
 def _same_loops(a: Event, b: Event) -> bool:
     return len(a.loops) == len(b.loops) and all(x is y for x, y in zip(a.loops, b.loops))
 
+
+# Attributes whose presence means the gradients may be used without an optimizer step here:
+# a step or update of any kind, or `.grad` read by hand (manual SGD, FGSM, saliency maps).
+_USES_GRADIENTS = frozenset({"step", "grad", "update", "apply_gradients"})
+
+
+def backward_without_step(facts: TrainingFacts) -> list[cst.Call]:
+    """`backward()` calls in a loop that clears the gradients every pass and never steps an
+    optimizer nor reads `.grad`: each pass's gradients are computed and thrown away."""
+    found: list[cst.Call] = []
+    for function, events in facts.walk.events.items():
+        scope: cst.CSTNode | None = function
+        for event in events:
+            if event.kind != "backward" or not event.loops:
+                continue  # one backward outside any loop: a check or an analysis
+            region = scope if scope is not None else event.loops[0]
+            inner = event.loops[-1]
+            if not any(e.kind == "zero_grad" and inner in e.loops for e in events):
+                continue  # not cleared every pass: the gradients may be stepped later
+            if _uses_gradients(facts, region, events):
+                continue
+            found.append(event.call)
+    return found
+
+
+def _uses_gradients(facts: TrainingFacts, region: cst.CSTNode, events: list[Event]) -> bool:
+    """Anything in `region` (the function, or the module-level loop) that may step, update
+    or read the gradients, or hands work to code this file may not show."""
+    if any(
+        isinstance(node, cst.Attribute) and node.attr.value in _USES_GRADIENTS
+        for node in findall(region, cst.Attribute)
+    ):
+        return True
+    for event in events:
+        if event.kind != "call":
+            continue
+        if event.name in facts.index.functions or "step" in event.name.lower():
+            return True  # a helper of this file, or `optimizer_step(...)`
+        if any(
+            (key := dotted_name(arg.value)) is not None and "optim" in key.lower()
+            for arg in event.call.args
+        ):
+            return True  # the optimizer goes to a call that may step it
+    return False
