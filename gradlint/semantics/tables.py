@@ -359,3 +359,15 @@ SCHEDULE_CALL_FRAGMENTS = (
     "lr_sched",
     "swalr",
 )
+
+# Functional dropouts and the default of their third parameter, `training`: True for the
+# dropouts (they ignore `model.eval()` unless given `training=self.training`), False for the
+# alpha dropouts (they never drop unless told to).
+FUNCTIONAL_DROPOUT = {
+    F + "dropout": True,
+    F + "dropout1d": True,
+    F + "dropout2d": True,
+    F + "dropout3d": True,
+    F + "alpha_dropout": False,
+    F + "feature_alpha_dropout": False,
+}

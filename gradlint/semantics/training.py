@@ -135,7 +135,7 @@ class TrainingFacts:
         """RNN name, "" when the parameters' owners are known to hold none, None if unknown."""
         if built.params is None:
             return None
-        owners = [receiver(c) for c in _parameters_calls(built.params)]
+        owners = [receiver(c) for c in parameters_calls(built.params)]
         if not owners and dotted_name(built.params) is not None:
             owners = [built.params]  # `create_optimizer_v2(model, ...)`, `Adam(params)`
         verdicts = [self._owner_rnn(o, built.function) for o in owners]
@@ -171,7 +171,7 @@ class TrainingFacts:
         built = step.construction
         if built is None or built.params is None:
             return None
-        for call in _parameters_calls(built.params):
+        for call in parameters_calls(built.params):
             key = dotted_name(receiver(call))
             where = built.function
             for _ in range(_MAX_HOPS):
@@ -223,7 +223,7 @@ class TrainingFacts:
                 backward = i
             if event.kind != "step" or backward is None:
                 continue
-            found = self._stepped_optimizer(event.call, function)
+            found = self.stepped_optimizer(event.call, function)
             if found is None:
                 continue  # `scheduler.step()`, `env.step(action)`: not an optimizer
             expr, built = found
@@ -245,7 +245,7 @@ class TrainingFacts:
                 )
             )
 
-    def _stepped_optimizer(
+    def stepped_optimizer(
         self, call: cst.Call, function: Function
     ) -> tuple[cst.BaseExpression, OptimizerCall | None] | None:
         owner = receiver(call)
@@ -282,7 +282,7 @@ def _optimizer_like(key: str) -> bool:
     return "optim" in last or re.fullmatch(r"(\w*_)?opts?(_\w*|\d*|[a-z])?", last) is not None
 
 
-def _parameters_calls(node: cst.CSTNode) -> list[cst.Call]:
+def parameters_calls(node: cst.CSTNode) -> list[cst.Call]:
     """The `model.parameters()` / `self.x.named_parameters()` calls in an optimizer's params."""
     return [
         call

@@ -23,6 +23,7 @@ Function = Optional[cst.FunctionDef]
 
 _CLIP_FUNCTIONS = tables.CLIP_FUNCTIONS | tables.MORE_CLIP_FUNCTIONS
 _CLIP_METHODS = tables.CLIP_METHODS | tables.MORE_CLIP_METHODS
+_MODE_METHODS = frozenset({"train", "eval"})
 _CALL_DEPTH = 4  # calls nested deeper than this in one statement are not looked at
 
 
@@ -34,14 +35,25 @@ class _Where:
     loops: tuple[Loop, ...]
     cls: cst.ClassDef | None  # the class whose body holds it directly
     in_module_class: bool
+    # the statement lists around it inside its function, outermost first; `with` bodies are
+    # left out (they always run), so two statements with the same chain run together
+    blocks: tuple[object, ...] = ()
 
 
 @dataclass
 class Event:
-    kind: str  # backward / step / clip / call
+    kind: str  # backward / step / clip / zero_grad / train / eval / call
     call: cst.Call
     loops: tuple[Loop, ...]
     name: str = ""  # callee's bare name, for `call`
+    blocks: tuple[object, ...] = ()  # see `_Where.blocks`
+
+    def runs_whenever(self, other: Event) -> bool:
+        """This event runs in every pass that runs `other`: its statement list is `other`'s
+        or one around it (no `if`, `else` or `except` branch of its own)."""
+        return len(self.blocks) <= len(other.blocks) and all(
+            a is b for a, b in zip(self.blocks, other.blocks)
+        )
 
 
 @dataclass
@@ -97,14 +109,25 @@ class _Collector:
                 for block in child_blocks(statement):
                     self.block(block, inner)
             elif isinstance(statement, (cst.For, cst.While)):
-                looped = _Where(
-                    where.function, (*where.loops, statement), None, where.in_module_class
-                )
+                loops = (*where.loops, statement)
                 for block in child_blocks(statement):
+                    looped = _Where(
+                        where.function, loops, None, where.in_module_class, (*where.blocks, block)
+                    )
                     self.block(block, looped)
-            elif isinstance(statement, cst.BaseCompoundStatement):
+            elif isinstance(statement, cst.With):
                 for block in child_blocks(statement):
                     self.block(block, where)
+            elif isinstance(statement, cst.BaseCompoundStatement):
+                for block in child_blocks(statement):
+                    branch = _Where(
+                        where.function,
+                        where.loops,
+                        where.cls,
+                        where.in_module_class,
+                        (*where.blocks, block),
+                    )
+                    self.block(block, branch)
 
     def _small(self, small: cst.CSTNode, where: _Where) -> None:
         value: cst.BaseExpression | None = None
@@ -131,20 +154,25 @@ class _Collector:
             self._call(call, where)
 
     def _call(self, node: cst.Call, where: _Where) -> None:
-        function, loops = where.function, where.loops
+        function, loops, blocks = where.function, where.loops, where.blocks
         events = self.walk.events[function]
         name = self.index.call_name(node)
         bare = _bare_name(node.func)
-        if isinstance(node.func, cst.Attribute) and bare in tables.BACKWARD_METHODS:
-            events.append(Event("backward", node, loops))
-        elif isinstance(node.func, cst.Attribute) and bare == "step":
-            events.append(Event("step", node, loops))
+        method = isinstance(node.func, cst.Attribute)
+        if method and bare in tables.BACKWARD_METHODS:
+            events.append(Event("backward", node, loops, blocks=blocks))
+        elif method and bare == "step":
+            events.append(Event("step", node, loops, blocks=blocks))
+        elif method and bare in _MODE_METHODS and _is_mode_call(node):
+            events.append(Event(bare or "", node, loops, blocks=blocks))  # model.train() / .eval()
+        elif method and bare == "zero_grad":
+            events.append(Event("zero_grad", node, loops, blocks=blocks))
         if name in _CLIP_FUNCTIONS or bare in _CLIP_METHODS:
-            events.append(Event("clip", node, loops))
+            events.append(Event("clip", node, loops, blocks=blocks))
             if function is not None:
                 self.walk.clipping_functions.add(function.name.value)
         if bare:
-            events.append(Event("call", node, loops, bare))
+            events.append(Event("call", node, loops, bare, blocks))
             if _calls_local_function(node, name):
                 self.walk.callers.setdefault(bare, []).append((function, loops))
         if _configures_clipping(node, bare):
@@ -173,6 +201,17 @@ class _Collector:
             self.walk.looped.add(value)
         if not where.in_module_class and recurrent.is_model_call(self.index, value):
             self.walk.instantiated.append(value)
+
+
+def _is_mode_call(call: cst.Call) -> bool:
+    """`model.train()`, `model.train(True)`, `self.eval()`: not `trainer.train(dataset)`."""
+    if not call.args:
+        return True
+    return (
+        len(call.args) == 1
+        and isinstance(call.args[0].value, cst.Name)
+        and (call.args[0].value.value in ("True", "False", "mode"))
+    )
 
 
 def starts(name: str | None, prefixes: tuple[str, ...]) -> bool:
