@@ -167,6 +167,8 @@ class Watch:
         self._modules.sample = self._sample
         self._modules.attach()
         self._queued = False
+        if self._param_handles:
+            return  # still attached: the previous step was sampled too (every=1)
         for _, _, p in self._params:
             if p.requires_grad:
                 hook = p.register_post_accumulate_grad_hook(self._grad_ready)  # type: ignore[no-untyped-call]
@@ -175,12 +177,14 @@ class Watch:
     def _disarm(self) -> None:
         self._sample = None
         self._modules.sample = None
+        self._before, self._loss = None, None
+        if (self.step + 1) % self.every == 0:
+            return  # the next step is sampled as well: keep the hooks rather than re-adding
         if not (self._anomaly and not self._anomaly_found):
             self._modules.detach()
         for handle in self._param_handles:
             handle.remove()
         self._param_handles = []
-        self._before, self._loss = None, None
 
     def _grad_ready(self, param: torch.Tensor) -> None:
         # Called as each gradient is accumulated; the reading happens once, when the whole
@@ -213,7 +217,7 @@ class Watch:
 
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         sample = self._sample
-        if sample is None:
+        if sample is None or not self._params:
             return
         weights = [p.detach() for _, _, p in self._params]
         with torch.no_grad():

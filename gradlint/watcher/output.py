@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from gradlint.watcher.core import Watch
 
 
+FLUSH_SECONDS = 1.0
+
+
 def rank_log(path: Path, rank: int) -> Path:
     """Rank 0 writes `path`; rank r writes `<stem>.rank<r><suffix>` beside it."""
     return path if rank == 0 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
@@ -41,6 +44,7 @@ class Outputs:
         self._file: TextIO | None = None
         self._writer: Any = None
         self._started = False
+        self._flushed = 0.0
         if tensorboard is not None:
             if importlib.util.find_spec("tensorboard") is None:
                 raise ImportError(
@@ -84,7 +88,10 @@ class Outputs:
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is not None:
             self._file.write(dumps(record) + "\n")
-            self._file.flush()  # a crashed run keeps every record written so far
+            now = time.monotonic()
+            if now - self._flushed >= FLUSH_SECONDS or record["record"] != "step":
+                self._file.flush()  # a crashed run loses at most the last second of records
+                self._flushed = now
 
     def write_step(self, watch: Watch, record: dict[str, Any], begun: list[Episode]) -> None:
         self._start(watch)
