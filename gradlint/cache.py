@@ -7,16 +7,27 @@ entry is written atomically; a corrupted or unreadable entry is ignored and rebu
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
+import enum
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+try:
+    from types import UnionType  # `X | Y` in annotations, Python 3.10+
+except ImportError:  # pragma: no cover - Python 3.9
+    UnionType = None  # type: ignore[assignment,misc]
+
 from gradlint import __version__
-from gradlint.findings import Edit, FileResult, Finding, Fix, Severity, finding_as_dict
+from gradlint.findings import FileResult, finding_as_dict
 from gradlint.project import FileSummary
 
 CACHE_DIR_NAME = ".gradlint_cache"
@@ -53,8 +64,8 @@ class Cache:
         try:
             with self._file(key).open(encoding="utf-8") as handle:
                 return result_from_json(json.load(handle))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # missing or damaged: lint the file again
+        except (OSError, ValueError, RecursionError, MemoryError):
+            return None  # missing or damaged (JSON errors are ValueErrors): lint it again
 
     def put(self, key: str, result: FileResult) -> None:
         target = self._file(key)
@@ -92,15 +103,6 @@ def clean(folder: Path) -> bool:
     return True
 
 
-def finding_from_json(data: dict[str, Any]) -> Finding:
-    fix = data.get("fix")
-    return Finding(
-        **{k: v for k, v in data.items() if k not in ("severity", "fix")},
-        severity=Severity(data["severity"]),
-        fix=None if fix is None else Fix(fix["message"], tuple(Edit(**e) for e in fix["edits"])),
-    )
-
-
 def result_to_json(result: FileResult) -> dict[str, Any]:
     return {
         "path": result.path,
@@ -111,12 +113,69 @@ def result_to_json(result: FileResult) -> dict[str, Any]:
     }
 
 
-def result_from_json(data: dict[str, Any]) -> FileResult:
-    summary = data["summary"]
-    return FileResult(
-        path=data["path"],
-        findings=tuple(finding_from_json(f) for f in data["findings"]),
-        skipped=data["skipped"],
-        source_lines=tuple(data["source_lines"]),
-        summary=None if summary is None else FileSummary.from_json(summary),
-    )
+def result_from_json(data: object) -> FileResult:
+    """A FileResult from its JSON form; ValueError when anything in it has the wrong shape or
+    type (a damaged entry must be rebuilt, not crash a renderer later)."""
+    result = _build(FileResult, data)
+    assert isinstance(result, FileResult)
+    return result
+
+
+_TYPES: dict[type, dict[str, Any]] = {}
+# fields an entry does not hold: a notebook's cells are mapped after the cache
+_NOT_STORED: dict[type, set[str]] = {FileResult: {"cell_starts"}}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    types = _TYPES.get(cls)
+    if types is None:
+        try:
+            types = typing.get_type_hints(cls, localns={"FileSummary": FileSummary})
+        except TypeError:  # Python 3.9 cannot evaluate `X | None`: take the union apart
+            namespace = {**vars(typing), **vars(sys.modules[cls.__module__])}
+            namespace["FileSummary"] = FileSummary
+            types = {
+                name: typing.Union[tuple(eval(part, namespace) for part in text.split(" | "))]
+                for name, text in cls.__annotations__.items()
+            }
+        _TYPES[cls] = types
+    return types
+
+
+def _build(hint: Any, value: object) -> object:
+    """`value` (parsed JSON) as an instance of `hint`, checked all the way down."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin is typing.Union or (UnionType is not None and origin is UnionType):
+        for option in args:
+            try:
+                return _build(option, value)
+            except ValueError:
+                continue
+        raise ValueError(f"{value!r} is none of {args}")
+    if hint in (type(None), str, bool, int):  # exactly: True is no line number
+        if type(value) is not hint:
+            raise ValueError(f"{value!r} is not {hint.__name__}")
+        return value
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)  # ValueError for an unknown member
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if type(value) is not dict:
+            raise ValueError(f"{hint.__name__} is not an object")
+        types = _field_types(hint)
+        known = {f.name for f in dataclasses.fields(hint)}
+        if set(value) != known - _NOT_STORED.get(hint, set()):  # every stored field, no more
+            raise ValueError(f"{hint.__name__} has the fields {sorted(value)}")
+        return hint(**{name: _build(types[name], item) for name, item in value.items()})
+    if origin is tuple:
+        if type(value) is not list:
+            raise ValueError(f"{value!r} is not a list")
+        return tuple(_build(args[0], item) for item in value)
+    if origin in (dict, Mapping, collections.abc.Mapping):
+        if type(value) is not dict:
+            raise ValueError(f"{value!r} is not an object")
+        key_type, value_type = args
+        keys = [int(k) if key_type is int else _build(key_type, k) for k in value]
+        return {k: _build(value_type, v) for k, v in zip(keys, value.values())}
+    raise ValueError(f"cannot check {hint!r}")  # a field type this checker does not know yet

@@ -19,10 +19,11 @@ from gradlint import __version__
 from gradlint.baseline import BaselineError, apply_baseline, read_baseline, write_baseline
 from gradlint.cache import CACHE_DIR_NAME, clean, code_stamp
 from gradlint.config import Config, ConfigError, find_config_file, load_config
-from gradlint.discovery import DiscoveryError, discover
+from gradlint.discovery import DiscoveryError, discover, read_source
 from gradlint.findings import FileResult, Severity
 from gradlint.fixes import FixError, apply_fixes, check_parses, unified_diff, write_atomically
-from gradlint.notebook import is_notebook, to_cells
+from gradlint.interrupts import handle_interrupts, stop_behind
+from gradlint.notebook import NOT_PYTHON, is_notebook, to_cells
 from gradlint.output import RENDERERS, sarif
 from gradlint.output.color import colorize, use_color
 from gradlint.output.progress import Progress
@@ -38,6 +39,7 @@ from gradlint.registry import (
 from gradlint.runner import RunOptions, lint_tree, project_phase
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class _DefaultGroup(click.Group):
@@ -271,11 +273,19 @@ def check(
                 if fix or diff:
                     _fail("--fix and --diff need files, not standard input")
             else:
-                files = discover(list(paths) or [Path(".")], config)
+                notes: list[str] = []
+                files = discover(list(paths) or [Path(".")], config, notes)
+                for note in notes:
+                    click.echo(f"gradlint: warning: {note}", err=True)
                 named = frozenset(p.as_posix() for p in paths if not p.is_dir())
                 options = RunOptions(jobs=jobs, cache_dir=folder, named=named)
                 with Progress(len(files), enabled=not quiet):
                     results = lint_tree(files, config, rules, options)
+                for result in results:
+                    if result.skipped and result.skipped.startswith(NOT_PYTHON):
+                        click.echo(
+                            f"gradlint: note: {result.path}: skipped, {result.skipped}", err=True
+                        )
                 if diff:
                     patch = _fix_diffs(results)  # empty when no fix applies (notebooks included)
                     _write(patch, output_file)
@@ -326,7 +336,7 @@ def _fixed_sources(results: Sequence[FileResult]) -> Iterator[tuple[Path, str, s
             continue  # nothing to fix; or a notebook, whose cells are JSON strings on disk
         path = Path(result.path)
         try:
-            old = path.read_bytes().decode("utf-8")
+            old = read_source(path).decode("utf-8")
         except (OSError, UnicodeDecodeError):
             continue  # fixes are applied to UTF-8 files only
         new, applied = apply_fixes(old, fixes)
@@ -558,12 +568,30 @@ def lsp_command() -> None:
 
 def main() -> None:
     try:
-        cli.main(prog_name="gradlint")
+        handle_interrupts()
+        # not standalone: click would turn Ctrl-C into "Aborted!" and exit 1, the code that
+        # means "findings"; the interrupt is handled here instead
+        code = cli.main(prog_name="gradlint", standalone_mode=False)
     except SystemExit:
         raise
+    except click.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted()
+        click.echo("Aborted!", err=True)  # end of input at a prompt
+        sys.exit(EXIT_FINDINGS)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("gradlint: interrupted", err=True)
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:  # the process boundary: never show a traceback to the user
+        if stop_behind(exc) is not None:
+            _interrupted()
         click.echo(f"gradlint: internal error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_ERROR)
+    sys.exit(code if isinstance(code, int) else EXIT_CLEAN)
+
+
+def _interrupted() -> None:
+    click.echo("gradlint: interrupted", err=True)
+    sys.exit(EXIT_INTERRUPTED)

@@ -106,8 +106,8 @@ def find_config_file(start: Path) -> Path | None:
 def _has_gradlint_table(path: Path) -> bool:
     try:
         data = path.read_bytes()
-    except OSError:
-        return False
+    except OSError as exc:  # it may hold the settings: linting without them would mislead
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from None
     return b"tool.gradlint" in data  # a cheap test; the loader validates the file properly
 
 
@@ -124,6 +124,8 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: invalid TOML: file is not UTF-8") from None
+    except (RecursionError, MemoryError):
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     tool = document.get("tool", {})
     table = tool.get("gradlint", {}) if isinstance(tool, dict) else {}  # `tool = 3` is not ours
     if path.name != "pyproject.toml" and not table:

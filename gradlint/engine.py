@@ -5,14 +5,17 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
-from collections.abc import Iterator, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import libcst as cst
 
 from gradlint.config import Config
+from gradlint.discovery import read_source
 from gradlint.findings import FileResult, Finding, Severity
-from gradlint.guard import refusal
+from gradlint.guard import refusal, run_deep
+from gradlint.interrupts import stop_behind
 from gradlint.project import Deferred, FileSummary, module_name
 from gradlint.registry import ENGINE_CODES, is_selected, options_for, selected_rules, severity_for
 from gradlint.rule import Rule, RuleContext
@@ -27,7 +30,7 @@ def lint_file(path: Path, config: Config, rules: Sequence[type[Rule]]) -> FileRe
     """Read and lint one file; an unreadable file becomes a GL001 finding."""
     display = path.as_posix()
     try:
-        data = path.read_bytes()
+        data = read_source(path)
     except OSError as exc:
         return unreadable(display, f"cannot read file: {exc.strerror or exc}", config)
     return lint_source(data, display, config, rules, module=module_name(path))
@@ -81,18 +84,51 @@ def lint_source(
     needed = [rule for rule in chosen if not rule.NEEDS or any(w in text for w in rule.NEEDS)]
     if is_test_path(path, config):
         needed = [rule for rule in needed if rule.IN_TESTS]
-    with indexed(tree):
-        findings, index, deferred = _run_rules(tree, path, config, needed, text)
-        summary = FileSummary(
-            path=path,
-            module=name,
-            is_package=is_package,
-            imports=dict(index.names.aliases),
-            classes=class_facts(index, text) if index.module_classes else {},
-            deferred=tuple(deferred),
-            noqa={line: tuple(codes) for line, codes in noqa.items()},
+
+    def analyse() -> FileResult:
+        with indexed(tree):
+            findings, index, deferred = _run_rules(tree, path, config, needed, text)
+            summary = FileSummary(
+                path=path,
+                module=name,
+                is_package=is_package,
+                imports=dict(index.names.aliases),
+                classes=class_facts(index, text) if index.module_classes else {},
+                deferred=tuple(deferred),
+                noqa={line: tuple(codes) for line, codes in noqa.items()},
+            )
+        return _finish(path, text, findings, config, noqa, summary)
+
+    return _analysed(analyse, path, config)
+
+
+def _analysed(analyse: Callable[[], FileResult], path: str, config: Config) -> FileResult:
+    """The per-file boundary: nothing raised while analysing one file escapes it except an
+    interrupt or a timeout. A tree deeper than the recursion limit allows is analysed again
+    on a deep stack (the guard has bounded its depth)."""
+    try:
+        try:
+            return analyse()
+        except RecursionError:
+            pass  # retried below, outside this handler, so its frames are gone
+        try:
+            return run_deep(analyse)
+        except RecursionError:
+            return unreadable(path, "file is nested too deeply to analyse", config)
+    except Exception as exc:
+        stop = stop_behind(exc)
+        if stop is not None:
+            raise stop from exc
+        message = (
+            f"internal error while analysing the file: {type(exc).__name__}: {exc}"
+            f"{_where(exc)}. Please report this at the gradlint issue tracker"
         )
-    return _finish(path, text, findings, config, noqa, summary)
+        return FileResult(path=path, findings=(_engine_finding(path, "GL000", message),))
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
 
 
 def _decode(source: str | bytes) -> str:
@@ -155,10 +191,7 @@ def _run_rules(
         crashes.append(_engine_finding(path, "GL000", message))
 
     dispatcher = Dispatcher(instances, crashed)
-    try:
-        dispatcher.walk(module)
-    except RecursionError:
-        return [_engine_finding(path, "GL001", "file is nested too deeply to analyse")], index, []
+    dispatcher.walk(module)
     kept = [rule for rule in instances if rule not in dispatcher.crashed]
     findings = [f for rule in kept for f in rule.findings]
     return findings + crashes, index, [item for rule in kept for item in rule.deferred]

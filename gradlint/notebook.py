@@ -40,6 +40,13 @@ class NotebookError(ValueError):
     """The file is not a notebook gradlint can read (bad JSON or not nbformat 4-like)."""
 
 
+class NotPython(NotebookError):
+    """A well-formed notebook in another language (R, Julia, ...): nothing to lint."""
+
+
+NOT_PYTHON = "notebook language is"  # how the skip reason of such a notebook starts
+
+
 @dataclass(frozen=True)
 class Notebook:
     """The code cells joined into one program, and where each cell starts in it."""
@@ -66,7 +73,7 @@ def read_notebook(data: bytes | str) -> Notebook:
         raise NotebookError("not a Jupyter notebook: no `cells` list (nbformat 4 is supported)")
     language = _language(document)
     if language not in (None, "python"):
-        raise NotebookError(f"notebook language is {language!r}, not Python")
+        raise NotPython(f"{NOT_PYTHON} {language!r}, not Python")
     neutral: list[str] = []
     original: list[str] = []
     starts: list[int] = []
@@ -83,12 +90,16 @@ def read_notebook(data: bytes | str) -> Notebook:
 
 
 def _language(document: dict[str, object]) -> str | None:
+    """The notebook's language from `language_info`, else from the kernel's spec."""
     metadata = document.get("metadata")
     if not isinstance(metadata, dict):
         return None
-    info = metadata.get("language_info")
-    name = info.get("name") if isinstance(info, dict) else None
-    return name.lower() if isinstance(name, str) and name else None
+    for key, field in (("language_info", "name"), ("kernelspec", "language")):
+        table = metadata.get(key)
+        name = table.get(field) if isinstance(table, dict) else None
+        if isinstance(name, str) and name:
+            return name.lower()
+    return None
 
 
 def _cell_text(source: object) -> str:
@@ -207,6 +218,8 @@ def lint_notebook(
 
     try:
         notebook = read_notebook(data)
+    except NotPython as exc:
+        return FileResult(path=path, skipped=str(exc))
     except NotebookError as exc:
         return unreadable(path, str(exc), config)
     return lint_source(notebook.source, path, config, rules, module=module)
@@ -269,10 +282,11 @@ def location(finding: Finding) -> str:
 def lint_notebook_path(path: Path, config: Config, rules: Sequence[type[Rule]]) -> FileResult:
     """Read, lint and map one notebook (for callers outside the runner, like the LSP server)."""
     display = path.as_posix()
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        from gradlint.engine import unreadable
+    from gradlint.discovery import read_source
+    from gradlint.engine import unreadable
 
+    try:
+        data = read_source(path)
+    except OSError as exc:
         return unreadable(display, f"cannot read file: {exc.strerror or exc}", config)
     return to_cells(lint_notebook(data, display, config, rules), data)

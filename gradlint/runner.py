@@ -8,19 +8,26 @@ import multiprocessing
 import os
 import re
 import signal
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gradlint.cache import Cache
 from gradlint.config import Config
+from gradlint.discovery import read_source
 from gradlint.findings import FileResult, Finding, Severity
 from gradlint.follow import ImportFollower
-from gradlint.notebook import NotebookError, is_notebook, lint_notebook, read_notebook, to_cells
+from gradlint.interrupts import FileTimeout, stop_behind, time_limit
+from gradlint.notebook import (
+    NotebookError,
+    NotPython,
+    is_notebook,
+    lint_notebook,
+    read_notebook,
+    to_cells,
+)
 from gradlint.project import Deferred, FileSummary, Project, module_name
 from gradlint.registry import LazyRule, severity_for
 from gradlint.suppression import keep_unsuppressed
@@ -98,7 +105,7 @@ def _notebook_cells(path: Path, result: FileResult) -> FileResult:
 
 def _read(path: Path) -> bytes | OSError:
     try:
-        return path.read_bytes()
+        return read_source(path)
     except OSError as exc:
         return exc
 
@@ -166,6 +173,8 @@ def _code_of(path: Path, data: bytes) -> bytes | None:
         return data
     try:
         return read_notebook(data).source.encode("utf-8")
+    except NotPython:
+        return b""  # R, Julia...: skipped when linted, with a note
     except NotebookError:
         return None
 
@@ -179,6 +188,12 @@ def _init_worker(config: Config, rules: list[type[Rule]], cache: Cache | None) -
     global _WORKER
     _WORKER = (config, rules, cache)  # rule classes travel to workers by reference (module + name)
     _calm_gc()
+
+
+def _init_process(config: Config, rules: list[type[Rule]], cache: Cache | None) -> None:
+    """A worker process leaves Ctrl-C to the main process, which cancels the work left."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(config, rules, cache)
 
 
 _GC_CALMED = False
@@ -217,30 +232,6 @@ def _lint_one(item: WorkItem) -> tuple[FileResult, str | None]:
         return unreadable(display, message, config), key
 
 
-class FileTimeout(Exception):
-    """One file took longer than the per-file limit."""
-
-
-@contextmanager
-def time_limit(seconds: int) -> Iterator[None]:
-    """Raise FileTimeout after `seconds` (Unix main thread only; elsewhere no limit)."""
-    usable = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
-    if not usable or seconds <= 0:
-        yield
-        return
-
-    def expire(signum: int, frame: object) -> None:
-        raise FileTimeout
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def lint_source_error(display: str, error: OSError, config: Config) -> FileResult:
     from gradlint.engine import unreadable
 
@@ -264,13 +255,19 @@ def _run(
         return map(_lint_one, work)
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     chunk = max(1, min(16, len(work) // (jobs * 8)))
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=multiprocessing.get_context(method),
-        initializer=_init_worker,
+        initializer=_init_process,
         initargs=(config, chosen, cache),
-    ) as pool:
+    )
+    try:
         return list(pool.map(_lint_one, work, chunksize=chunk))
+    except BaseException:  # an interrupt: drop the queued files instead of linting them all
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 # -- the project phase ---------------------------------------------------------------------
@@ -297,10 +294,16 @@ def project_phase(
             if rule is None or found is None:
                 continue  # rule not selected, or the class is not in the linted tree
             where, facts = found
-            message = rule.resolve_deferred(item, facts, where)
-            if message is not None:
-                finding = _finding(rule, config, item, message, summary)
-                extra.setdefault(summary.path, []).append(finding)
+            try:
+                message = rule.resolve_deferred(item, facts, where)
+                if message is not None:
+                    finding = _finding(rule, config, item, message, summary)
+                    extra.setdefault(summary.path, []).append(finding)
+            except Exception as exc:  # the per-rule boundary of the project phase
+                stop = stop_behind(exc)
+                if stop is not None:
+                    raise stop from exc
+                extra.setdefault(summary.path, []).append(_crash(rule, summary.path, exc))
     return [_merge(result, extra.get(result.path, []), config) for result in results]
 
 
@@ -322,6 +325,16 @@ def _finding(
     )
 
 
+def _crash(rule: type[Rule], path: str, exc: Exception) -> Finding:
+    from gradlint.engine import _engine_finding
+
+    message = (
+        f"internal error in rule {rule.CODE} ({rule.name()}) while joining files: "
+        f"{type(exc).__name__}: {exc}. Please report this at the gradlint issue tracker"
+    )
+    return _engine_finding(path, "GL000", message)
+
+
 def _merge(result: FileResult, extra: list[Finding], config: Config) -> FileResult:
     if not extra or result.summary is None:
         return result
@@ -331,7 +344,7 @@ def _merge(result: FileResult, extra: list[Finding], config: Config) -> FileResu
     lines = result.source_lines
     if not lines:
         try:
-            text = Path(result.path).read_text(encoding="utf-8", errors="replace")
+            text = read_source(Path(result.path)).decode("utf-8", errors="replace")
             lines = tuple(text.splitlines())
         except OSError:
             lines = ()

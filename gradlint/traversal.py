@@ -14,6 +14,7 @@ from pathlib import Path
 
 import libcst as cst
 
+from gradlint.interrupts import stop_behind
 from gradlint.rule import Rule
 from gradlint.semantics.nodes import NODE_TYPES, TRIVIA, child_fields
 
@@ -43,30 +44,40 @@ class Dispatcher:
         self.walkable = NODE_TYPES - self.skip
         self.plans: dict[type, tuple[str, ...]] = {}
 
-    def walk(self, node: cst.CSTNode) -> None:
-        name = type(node).__name__
-        handlers = self.visits.get(name)
-        if handlers:
-            for rule, handler in handlers:
-                self._call(rule, handler, node)
-        walkable = self.walkable
-        cls = type(node)
-        plan = self.plans.get(cls)
-        if plan is None:
-            plan = self.plans[cls] = child_fields(cls, self.skip)
-        for field in plan:
-            value = getattr(node, field)
-            kind = type(value)
-            if kind is tuple or kind is list:
-                for item in value:
-                    if type(item) in walkable:
-                        self.walk(item)
-            elif kind in walkable:
-                self.walk(value)
-        handlers = self.leaves.get(name)
-        if handlers:
-            for rule, handler in handlers:
-                self._call(rule, handler, node)
+    def walk(self, root: cst.CSTNode) -> None:
+        """Visit `root` and everything below it; iterative, so depth costs no call stack."""
+        stack: list[cst.CSTNode | tuple[cst.CSTNode]] = [root]
+        pop, push, extend = stack.pop, stack.append, stack.extend
+        while stack:
+            item = pop()
+            if isinstance(item, tuple):  # its children are done: time to leave it
+                for rule, handler in self.leaves.get(type(item[0]).__name__, ()):
+                    self._call(rule, handler, item[0])
+                continue
+            node = item
+            cls = type(node)
+            name = cls.__name__
+            handlers = self.visits.get(name)
+            if handlers:
+                for rule, handler in handlers:
+                    self._call(rule, handler, node)
+            if name in self.leaves:
+                push((node,))
+            plan = self.plans.get(cls)  # the tables are rebuilt when a rule crashes
+            if plan is None:
+                plan = self.plans[cls] = child_fields(cls, self.skip)
+            walkable = self.walkable
+            kids: list[cst.CSTNode] = []
+            for field in plan:
+                value = getattr(node, field)
+                kind = type(value)
+                if kind is tuple or kind is list:
+                    kids.extend(item for item in value if type(item) in walkable)
+                elif kind in walkable:
+                    kids.append(value)
+            if kids:
+                kids.reverse()
+                extend(kids)
 
     def _call(self, rule: Rule, handler: Handler, node: cst.CSTNode) -> None:
         if rule in self.crashed:
@@ -74,8 +85,11 @@ class Dispatcher:
         try:
             handler(node)
         except RecursionError:
-            self._crash(rule, "the file is nested too deeply for this rule")
+            raise  # the file is too deep for this stack: the engine's per-file boundary decides
         except Exception as exc:  # the per-rule boundary: one broken rule must not stop the rest
+            stop = stop_behind(exc)
+            if stop is not None:
+                raise stop from exc  # an interrupt or timeout in disguise: never a rule's bug
             last = traceback.extract_tb(exc.__traceback__)[-1]
             where = f"{Path(last.filename).name}:{last.lineno}"
             self._crash(rule, f"{type(exc).__name__}: {exc} (at {where})")

@@ -153,9 +153,24 @@ def test_syntax_error_in_a_cell_is_reported_in_that_cell(tmp_path: Path) -> None
     assert "nb.ipynb:cell 2:2:" in output and "GL001 syntax error" in output
 
 
-def test_non_python_notebook_is_gl001() -> None:
+def test_non_python_notebook_is_refused_by_the_reader() -> None:
     with pytest.raises(NotebookError, match="julia"):
         read_notebook(notebook("using Flux", language="julia"))
+
+
+@pytest.mark.parametrize("metadata", [
+    {"language_info": {"name": "R"}},
+    {"kernelspec": {"name": "ir", "language": "R", "display_name": "R"}},
+])
+def test_an_r_notebook_is_skipped_with_a_note(tmp_path: Path, metadata: dict[str, object]) -> None:
+    document = json.loads(notebook("library(torch)\nx <- torch_randn(2, 3)"))
+    document["metadata"] = metadata
+    (tmp_path / "analysis.ipynb").write_text(json.dumps(document), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--no-cache", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "GL001" not in result.stdout
+    note = f"{tmp_path.as_posix()}/analysis.ipynb: skipped, notebook language is 'r'"
+    assert result.stderr.startswith(f"gradlint: note: {note}")
 
 
 def test_folders_find_notebooks_but_not_checkpoints(tmp_path: Path) -> None:

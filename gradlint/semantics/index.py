@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
 from typing import Any, Generic, TypeVar
 
 import libcst as cst
@@ -177,9 +178,13 @@ def self_attribute(node: cst.CSTNode) -> str | None:
 def walk_statements(statements: Sequence[cst.CSTNode]) -> list[cst.CSTNode]:
     """All statements, depth first in source order, descending into compound bodies."""
     out: list[cst.CSTNode] = []
-    for statement in statements:
+    stack: list[Iterator[cst.CSTNode]] = [iter(statements)]
+    while stack:  # iterative: an `elif` chain nests one level per branch
+        statement = next(stack[-1], None)
+        if statement is None:
+            stack.pop()
+            continue
         out.append(statement)
         if isinstance(statement, cst.BaseCompoundStatement):
-            for block in child_blocks(statement):
-                out.extend(walk_statements(block))
+            stack.append(chain.from_iterable(child_blocks(statement)))
     return out

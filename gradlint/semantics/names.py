@@ -8,6 +8,7 @@ reach a file through imports, so `nn.Linear`, `tnn.Linear` and a bare `Linear` r
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import chain
 
 import libcst as cst
 
@@ -63,17 +64,22 @@ class ImportMap:
         self._collect(module.body)
 
     def _collect(self, statements: Sequence[cst.CSTNode]) -> None:
-        for statement in statements:
-            if isinstance(statement, cst.SimpleStatementLine):
-                self._collect(statement.body)
+        # in source order (a later import of a name wins), with an explicit stack: each
+        # `elif` nests the rest of its chain, and chains of a thousand branches exist
+        stack: list[Iterator[cst.CSTNode]] = [iter(statements)]
+        while stack:
+            statement = next(stack[-1], None)
+            if statement is None:
+                stack.pop()
+            elif isinstance(statement, cst.SimpleStatementLine):
+                stack.append(iter(statement.body))
             elif isinstance(statement, cst.Import):
                 self._add_import(statement)
             elif isinstance(statement, cst.ImportFrom):
                 self._add_import_from(statement)
             elif isinstance(statement, cst.BaseCompoundStatement):
                 # if/try/with/def/class bodies: scripts import inside main() and try blocks
-                for block in child_blocks(statement):
-                    self._collect(block)
+                stack.append(chain.from_iterable(child_blocks(statement)))
 
     def _add_import(self, node: cst.Import) -> None:
         for alias in node.names:

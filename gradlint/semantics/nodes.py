@@ -198,18 +198,27 @@ class NodeTable:
         self.by_type: dict[type, list[int]] = {}
         self._add(root)
 
-    def _add(self, node: cst.CSTNode) -> None:
-        order = self.order
-        start = len(order)
-        order.append(node)
-        cls = type(node)
-        positions = self.by_type.get(cls)
-        if positions is None:
-            positions = self.by_type[cls] = []
-        positions.append(start)
-        for child in children(node):
-            self._add(child)
-        self.span[id(node)] = (start, len(order))
+    def _add(self, root: cst.CSTNode) -> None:
+        order, span, by_type = self.order, self.span, self.by_type
+        stack: list[cst.CSTNode | tuple[cst.CSTNode, int]] = [root]
+        while stack:  # iterative: a 2,000-term chain is 2,000 levels deep
+            item = stack.pop()
+            if isinstance(item, tuple):  # its subtree is complete
+                done, start = item
+                span[id(done)] = (start, len(order))
+                continue
+            node = item
+            start = len(order)
+            order.append(node)
+            cls = type(node)
+            positions = by_type.get(cls)
+            if positions is None:
+                positions = by_type[cls] = []
+            positions.append(start)
+            stack.append((node, start))
+            kids = list(children(node))
+            kids.reverse()
+            stack.extend(kids)
 
     def holds(self, node: cst.CSTNode) -> bool:
         span = self.span.get(id(node))
@@ -278,12 +287,20 @@ def _table_for(node: cst.CSTNode) -> NodeTable | None:
 
 def walk_visitor(tree: cst.CSTNode, visitor: object) -> None:
     """Run a libcst-style visitor (`visit_<Node>` / `leave_<Node>` methods) over `tree` on the
-    fast walk; a `visit_` method returning False skips that node's children, as in libcst."""
-    name = type(tree).__name__
-    enter = getattr(visitor, f"visit_{name}", None)
-    if enter is None or enter(tree) is not False:
-        for child in children(tree):
-            walk_visitor(child, visitor)
-    leave = getattr(visitor, f"leave_{name}", None)
-    if leave is not None:
-        leave(tree)
+    fast walk; a `visit_` method returning False skips that node's children, as in libcst.
+    Iterative, so a deep tree costs no call stack."""
+    stack: list[cst.CSTNode | tuple[cst.CSTNode]] = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, tuple):
+            leave = getattr(visitor, f"leave_{type(item[0]).__name__}", None)
+            if leave is not None:
+                leave(item[0])
+            continue
+        node = item
+        enter = getattr(visitor, f"visit_{type(node).__name__}", None)
+        stack.append((node,))
+        if enter is None or enter(node) is not False:
+            kids = list(children(node))
+            kids.reverse()
+            stack.extend(kids)

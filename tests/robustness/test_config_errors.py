@@ -30,6 +30,14 @@ CASES = {
     "rules_not_tables": ("[tool.gradlint]\nrules = 3", "'rules' must hold one table per rule"),
     "exclude_not_list": ('[tool.gradlint]\nexclude = "build"', "'exclude' must be a list of strings"),
     "not_utf8": (b"[tool.gradlint]\nselect = ['\xff']".decode("latin-1"), "invalid TOML"),
+    "nested_arrays": (
+        "[tool.gradlint]\nselect = " + "[" * 100_000 + "]" * 100_000,
+        "invalid TOML: arrays or tables nested too deeply",
+    ),
+    "nested_tables": (
+        "[tool.gradlint]\nprobe = " + "{a = " * 5_000 + "1" + "}" * 5_000,
+        "invalid TOML: arrays or tables nested too deeply",
+    ),
 }
 
 
@@ -66,3 +74,23 @@ def test_bad_command_lines(args: list[str], expected: str, tmp_path: Path, monke
     assert result.exit_code == 2
     assert expected in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_unreadable_pyproject_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.gradlint]\nselect = ["GL1"]\n')
+    (tmp_path / "model.py").write_text(BAD)
+    real = Path.read_bytes
+
+    def deny(self: Path) -> bytes:
+        if self.name == "pyproject.toml":  # chmod 000 does not stop root: deny it here
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    result = CliRunner().invoke(cli, ["--no-cache", "."])
+    assert result.exit_code == 2, result.output
+    message = "cannot read configuration: Permission denied"
+    assert result.output == f"gradlint: error: {tmp_path / 'pyproject.toml'}: {message}\n"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+import libcst as cst
 import pytest
 
+from gradlint import Rule, Severity
 from gradlint.config import Config
 from gradlint.registry import all_rules
 from gradlint.runner import RunOptions, lint_tree
@@ -108,14 +112,14 @@ def test_an_unreadable_file_is_reported_and_the_rest_linted(tmp_path: Path, monk
     locked.write_text(BAD)
     other = tmp_path / "other.py"
     other.write_text(BAD)
-    real = Path.read_bytes
+    real = os.open
 
-    def deny(self: Path) -> bytes:
-        if self.name == "locked.py":  # chmod 000 does not stop root, so deny it here
+    def deny(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.fspath(path).endswith("locked.py"):  # chmod 000 does not stop root: deny it here
             raise PermissionError(13, "Permission denied")
-        return real(self)
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", deny)
+    monkeypatch.setattr(os, "open", deny)
     results = lint_tree([locked, other], Config(root=tmp_path), list(all_rules()), RunOptions(jobs=1))
     assert [f.code for f in results[0].findings] == ["GL001"]
     assert "Permission denied" in results[0].findings[0].message
@@ -174,3 +178,89 @@ def test_a_file_that_takes_too_long_is_reported_and_the_run_goes_on(tmp_path: Pa
     assert [f.code for f in results[0].findings] == ["GL101"]
     assert [f.code for f in results[1].findings] == ["GL001"]
     assert "longer than 1 s" in results[1].findings[0].message
+
+
+def test_a_fifo_in_a_walked_folder_is_skipped_with_a_note(tmp_path: Path) -> None:
+    """Reading a FIFO waits for a writer forever; the run must go on (a subprocess, so that a
+    regression fails this test instead of hanging the suite)."""
+    (tmp_path / "pkg").mkdir()
+    os.mkfifo(tmp_path / "pkg" / "pipe.py")
+    (tmp_path / "model.py").write_text(BAD)
+    result = _gradlint(tmp_path, ".")
+    assert result.returncode == 1, result.stderr
+    assert _codes(result.stdout) == ["GL101"]
+    note = "./pkg/pipe.py: not a regular file (a FIFO, socket or device); skipped"
+    assert result.stderr.strip() == f"gradlint: warning: {note}"
+
+
+def test_a_fifo_named_explicitly_is_gl001(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.py")
+    (tmp_path / "model.py").write_text(BAD)
+    result = _gradlint(tmp_path, "pipe.py", "model.py")
+    assert result.returncode == 1, result.stderr
+    assert "pipe.py:1:1: GL001 cannot read file: not a regular file" in result.stdout
+    assert "no such file" not in result.stdout + result.stderr
+    assert _codes(result.stdout) == ["GL101", "GL001"]
+
+
+def _gradlint(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gradlint", "--no-cache", "-j", "1", *args]
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+
+
+def test_an_unreadable_folder_is_a_warning_and_the_rest_is_linted(
+    lint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "hidden.py").write_text(BAD)
+    (tmp_path / "model.py").write_text(BAD)
+    real = os.scandir
+
+    def deny(path):  # type: ignore[no-untyped-def]
+        if os.fspath(path).endswith("locked"):  # root reads any folder: deny it here
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", deny)
+    result = lint(".")
+    assert result.exit_code == 1
+    assert _codes(result.stdout) == ["GL101"]
+    note = "./locked: cannot read folder (Permission denied); skipped"
+    assert result.stderr.strip() == f"gradlint: warning: {note}"
+
+
+class Slow(Rule):
+    """
+    ## What it does
+    Takes far too long on files that mention `SLOW`, like a rule meeting a pathological file.
+
+    ## Why is this bad?
+    It is a test double.
+    """
+
+    CODE = "GL195"
+    SEVERITY = Severity.INFO
+    MESSAGE = "never reported"
+
+    def visit_Module(self, node: cst.Module) -> None:
+        if "SLOW" in node.code:
+            for _ in range(30):  # interruptible: the time limit must cut this short
+                time.sleep(0.1)
+
+
+def test_a_rule_that_runs_out_of_time_is_one_gl001_for_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gradlint.runner
+
+    slow = tmp_path / "a_slow.py"
+    slow.write_text(BAD + "# SLOW\n")
+    fast = tmp_path / "b_fast.py"
+    fast.write_text(BAD)
+    monkeypatch.setattr(gradlint.runner, "FILE_TIME_LIMIT", 1)
+    rules = [Slow, *all_rules()]
+    results = lint_tree([slow, fast], Config(root=tmp_path), rules, RunOptions(jobs=1))
+    (timed_out,) = results[0].findings  # no GL000, nothing from the other rules
+    assert timed_out.code == "GL001"
+    assert timed_out.message == "linting took longer than 1 s; the file was skipped"
+    assert [f.code for f in results[1].findings] == ["GL101"]
