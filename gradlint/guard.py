@@ -54,7 +54,7 @@ def _looks_risky(data: bytes) -> bool:
     if any(len(line) > _RISKY_LINE for line in lines):
         return True
     continued = (
-        {row for row, line in enumerate(lines) if line.endswith(b"\\")}
+        {row for row, line in enumerate(lines) if line.endswith((b"\\", b"\\\r"))}
         if b"\\\n" in data or b"\\\r\n" in data
         else set()
     )

@@ -100,6 +100,7 @@ def test_the_guard_passes_what_cpython_compiles(case: str, source: str) -> None:
         _elif(10_000),  # libcst's parser crashes the process on this
         "y = " + " + ".join(f"a{i}" for i in range(5000)) + "\n",
         "y = " + "-" * 4000 + "x\n",
+        "y = " + "--\\\r\n" * 2500 + "x\r\n",  # short lines, one statement (CRLF)
     ],
 )
 def test_the_guard_refuses_what_cpython_refuses(source: str) -> None:
