@@ -50,10 +50,10 @@ class RnnWithoutClipping(Rule):
     file builds no Trainer (a `LightningCLI` file is left alone: its YAML may clip).
 
     Recurrences that cannot explode are not reported: files whose every named sequence
-    length (`seq_len`, `BPTT_T`, `T_horizon`, `chunk_len`, `--bptt` defaults, a literal
-    `x_data` list, message-passing `episodes`/`n_hops`) is at most 20, and files whose every
-    RNN layer is stepped inside a `for _ in range(<20 or fewer>)` loop (a GRUCell updating
-    graph nodes for three rounds), unless a commented-out `clip_grad_norm_` shows that
+    length (`seq_len`, `TIME_STEP`, `BPTT_T`, `T_horizon`, `chunk_len`, `--bptt` defaults,
+    a literal `x_data` list, message-passing `episodes`/`n_hops`) is at most 20, and files
+    whose every RNN layer is stepped inside a `for _ in range(<20 or fewer>)` loop (a
+    GRUCell updating graph nodes for three rounds), unless a commented-out `clip_grad_norm_` shows that
     the author switched clipping off.
     """
 

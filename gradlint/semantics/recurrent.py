@@ -98,7 +98,7 @@ SHORT_SEQUENCE = 20  # time steps (or message-passing rounds) through which noth
 _SEQUENCE_LENGTH = re.compile(
     r"(max_?)?(seq|sequence|src|tgt|input|context|sent|sentence)?_?(len|length)"
     r"|(max_?)?(seq|sequence|window|block|context|bptt|chunk)(_?(size|len|length|t))?"
-    r"|(n|num)_?(steps|time_?steps)|time_?steps|look_?back|unroll(_?steps)?"
+    r"|(n|num)_?(steps|time_?steps?)|time_?steps?|look_?back|unroll(_?steps)?"
     r"|t?_?horizon|truncated_?(len|length)"
     r"|(n|num)_?(hops|rounds|episodes|message_?passing(_?steps)?|mp_?steps|prop(agation)?_?steps)"
     r"|episodes"
