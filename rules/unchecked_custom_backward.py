@@ -162,7 +162,8 @@ class UncheckedCustomBackward(Rule):
                     return x.clone()
                 @staticmethod
                 def backward(ctx, g):
-                    return -g
+                    flipped = g.neg()
+                    return flipped
             class ScaleGrad(Function):
                 @staticmethod
                 def forward(ctx, x, scale):

@@ -52,6 +52,11 @@ def _scales_gradient(backward: cst.FunctionDef, statement: cst.Return) -> bool:
     grads = {p.name.value for p in params.params[1:]}  # after ctx
     if isinstance(params.star_arg, cst.Param):
         grads.add(params.star_arg.name.value)
+    for assign in findall(backward.body, cst.Assign):  # `output = grad_output.neg() * ctx.alpha`
+        assert isinstance(assign, cst.Assign)
+        target = assign.targets[0].target if len(assign.targets) == 1 else None
+        if isinstance(target, cst.Name) and _is_scaled(assign.value, grads):
+            grads.add(target.value)
     value = statement.value
     if value is None:
         return False
