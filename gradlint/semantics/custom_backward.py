@@ -52,11 +52,17 @@ def _scales_gradient(backward: cst.FunctionDef, statement: cst.Return) -> bool:
     grads = {p.name.value for p in params.params[1:]}  # after ctx
     if isinstance(params.star_arg, cst.Param):
         grads.add(params.star_arg.name.value)
+    scaled: set[str] = set()
+    other: set[str] = set()
     for assign in findall(backward.body, cst.Assign):  # `output = grad_output.neg() * ctx.alpha`
         assert isinstance(assign, cst.Assign)
         target = assign.targets[0].target if len(assign.targets) == 1 else None
-        if isinstance(target, cst.Name) and _is_scaled(assign.value, grads):
-            grads.add(target.value)
+        if isinstance(target, cst.Name):
+            if _is_scaled(assign.value, grads) and _mentions(assign.value, grads):
+                scaled.add(target.value)
+            else:
+                other.add(target.value)  # `dx = None`, then `dx = _idwt(dx0, filters)`
+    grads |= scaled - other
     value = statement.value
     if value is None:
         return False
