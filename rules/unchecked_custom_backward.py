@@ -232,6 +232,25 @@ class UncheckedCustomBackward(Rule):
         """,
             line=2,
         ),
+        # the gradient name starts as None and is then filled by a hand-derived adjoint
+        Invalid(
+            """
+            import torch
+            class Wavelet(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x, filters):
+                    ctx.save_for_backward(filters)
+                    return analysis(x, filters)
+                @staticmethod
+                def backward(ctx, dy):
+                    dx = None
+                    if ctx.needs_input_grad[0]:
+                        (filters,) = ctx.saved_tensors
+                        dx = synthesis(dy, filters)
+                    return dx, None
+        """,
+            line=2,
+        ),
         # a custom loss backward that never multiplies by grad_output
         Invalid(
             """
