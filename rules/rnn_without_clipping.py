@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.findings import Edit, Fix
 from gradlint.project import ClassFacts, Deferred, FileSummary
+from gradlint.semantics import recurrent
 from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.nodes import findall
 from gradlint.semantics.training import TrainingStep, training_facts
+
+# `# torch.nn.utils.clip_grad_norm_(...)`: the author turned clipping off, short sequences or not
+_CLIPPING_COMMENTED = re.compile(r"#[^\n]*clip_grad_(norm|value)")
 
 
 class RnnWithoutClipping(Rule):
@@ -37,13 +44,23 @@ class RnnWithoutClipping(Rule):
     from outside the tree are unknown, and a clipping helper defined elsewhere is not seen.
     When the optimizer's model cannot be resolved, the rule reports only if every model
     built in the file holds an RNN; otherwise it stays quiet. `backward()` and `step()` must
-    sit in the same function. Lightning's automatic optimization has no visible `step()`
-    and is left to `Trainer(gradient_clip_val=...)`.
+    sit in the same function. Under Lightning's automatic optimization (a LightningModule
+    holding an RNN whose `training_step` returns the loss) the finding sits on each
+    `Trainer(...)` of the file without `gradient_clip_val`, or on `training_step` when the
+    file builds no Trainer (a `LightningCLI` file is left alone: its YAML may clip).
+
+    Recurrences that cannot explode are not reported: files whose every named sequence
+    length (`seq_len`, `TIME_STEP`, `BPTT_T`, `T_horizon`, `chunk_len`, `--bptt` defaults,
+    a literal `x_data` list, message-passing `episodes`/`n_hops`) is at most 20, and files
+    whose every RNN layer is stepped inside a `for _ in range(<20 or fewer>)` loop (a
+    GRUCell updating graph nodes for three rounds), unless a commented-out `clip_grad_norm_` shows that
+    the author switched clipping off.
     """
 
     CODE = "GL104"
-    # a training step is a `backward()` (or `manual_backward()`) followed by `step()`
-    NEEDS = ("backward",)
+    # a training step is a `backward()` (or `manual_backward()`) followed by `step()`, or a
+    # LightningModule's `training_step` under automatic optimization
+    NEEDS = ("backward", "training_step")
     SEVERITY = Severity.WARNING
     MESSAGE = (
         "this step trains an `nn.{layer}` without gradient clipping; backprop through time "
@@ -243,6 +260,87 @@ class RnnWithoutClipping(Rule):
                 model(x).backward()
                 optimizer.step()
         """),
+        # truncated BPTT over 20-step chunks of an echo stream: too short to explode
+        Valid("""
+            import torch
+            from torch import nn
+            BPTT_T = 20
+            class Echo(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.rnn = nn.RNN(1, 4, nonlinearity="relu", batch_first=True)
+                    self.out = nn.Linear(4, 1)
+                def forward(self, x, h):
+                    y, h = self.rnn(x, h)
+                    return self.out(y), h
+            model = Echo()
+            optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3)
+            data = EchoStream(truncated_length=BPTT_T)
+            h = None
+            for x, y in data:
+                optimizer.zero_grad()
+                out, h = model(x, h)
+                h = h.detach()
+                criterion(out, y).backward()
+                optimizer.step()
+        """),
+        # a GRUCell as a graph network's node update: three rounds of message passing
+        Valid("""
+            import torch
+            from torch import nn
+            class MPNN(nn.Module):
+                def __init__(self, dim):
+                    super().__init__()
+                    self.message = nn.Linear(dim, dim)
+                    self.update = nn.GRUCell(dim, dim)
+                def forward(self, h, adj):
+                    for _ in range(3):
+                        h = self.update(adj @ self.message(h), h)
+                    return h.sum(0)
+            net = MPNN(64)
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+            for graph, target in graphs:
+                loss = (net(graph.x, graph.adj) - target).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        """),
+        # a toy: learn "hello" -> "ohlol", a five-step sequence written out by hand
+        Valid("""
+            import torch
+            x_data = [1, 0, 2, 3, 3]
+            inputs = torch.eye(4)[x_data].view(-1, 1, 4)
+            cell = torch.nn.RNNCell(4, 4)
+            optimizer = torch.optim.Adam(cell.parameters(), lr=0.1)
+            for epoch in range(15):
+                hidden = torch.zeros(1, 4)
+                loss = 0
+                for x, y in zip(inputs, labels):
+                    hidden = cell(x, hidden)
+                    loss = loss + criterion(hidden, y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        """),
+        # Lightning's automatic optimization, with the Trainer clipping
+        Valid("""
+            import pytorch_lightning as pl
+            import torch
+            from torch import nn
+            class Forecaster(pl.LightningModule):
+                def __init__(self):
+                    super().__init__()
+                    self.lstm = nn.LSTM(8, 64, batch_first=True)
+                    self.head = nn.Linear(64, 1)
+                def training_step(self, batch, batch_idx):
+                    x, y = batch
+                    out, _ = self.lstm(x)
+                    return nn.functional.mse_loss(self.head(out[:, -1]), y)
+                def configure_optimizers(self):
+                    return torch.optim.Adam(self.parameters(), lr=1e-3)
+            trainer = pl.Trainer(max_epochs=50, gradient_clip_val=1.0)
+            trainer.fit(Forecaster(), loader)
+        """),
     ]
     INVALID = [
         Invalid(
@@ -380,12 +478,108 @@ class RnnWithoutClipping(Rule):
         """,
             line=8,
         ),
+        # Lightning's automatic optimization: the Trainer sets no gradient_clip_val
+        Invalid(
+            """
+            import pytorch_lightning as pl
+            import torch
+            from torch import nn
+            class Forecaster(pl.LightningModule):
+                def __init__(self):
+                    super().__init__()
+                    self.lstm = nn.LSTM(8, 64, batch_first=True)
+                    self.head = nn.Linear(64, 1)
+                def training_step(self, batch, batch_idx):
+                    x, y = batch
+                    out, _ = self.lstm(x)
+                    return nn.functional.mse_loss(self.head(out[:, -1]), y)
+                def configure_optimizers(self):
+                    return torch.optim.Adam(self.parameters(), lr=1e-3)
+            trainer = pl.Trainer(max_epochs=50)
+            trainer.fit(Forecaster(), loader)
+        """,
+            line=15,
+            message="Forecaster",
+        ),
+        # a LightningModule whose RNN sits in a submodule of the same file, no Trainer here
+        Invalid(
+            """
+            import lightning as L
+            from torch import nn, optim
+            class Encoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.gru = nn.GRU(32, 32)
+            class Tagger(L.LightningModule):
+                def __init__(self):
+                    super().__init__()
+                    self.encoder = Encoder()
+                def training_step(self, batch, batch_idx):
+                    return self.encoder(batch)[0].mean()
+                def configure_optimizers(self):
+                    return optim.Adam(self.parameters())
+        """,
+            line=11,
+            message="nn.GRU",
+        ),
+        # short sentences, but the clipping calls were commented out before the steps
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            MAX_LENGTH = 20
+            encoder = nn.GRU(256, 256)
+            encoder_optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-4)
+            for src, tgt in pairs:
+                out, h = encoder(src)
+                loss = criterion(out, tgt)
+                loss.backward()
+                # torch.nn.utils.clip_grad_norm_(encoder.parameters(), 50.0)
+                encoder_optimizer.step()
+        """,
+            line=11,
+            message="nn.GRU",
+        ),
+        # a character model unrolled over 200-character chunks: long BPTT, no clipping
+        Invalid(
+            """
+            import argparse
+            import torch
+            from torch import nn
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--chunk_len", type=int, default=200)
+            args = parser.parse_args()
+            class CharModel(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.embed = nn.Embedding(100, 128)
+                    self.gru = nn.GRU(128, 128)
+                    self.out = nn.Linear(128, 100)
+            decoder = CharModel()
+            decoder_optimizer = torch.optim.Adam(decoder.parameters(), lr=0.01)
+            for step in range(2000):
+                hidden = None
+                loss = 0
+                for c in range(args.chunk_len):
+                    output, hidden = decoder(inp[:, c], hidden)
+                    loss = loss + criterion(output, target[:, c])
+                loss.backward()
+                decoder_optimizer.step()
+        """,
+            line=22,
+            message="nn.GRU",
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
         facts = training_facts(self.index)
         if facts.clipping_elsewhere:
             return  # Trainer(gradient_clip_val=...), a clamping hook, max_grad_norm=...
+        if recurrent.short_recurrence(self.index) and not _CLIPPING_COMMENTED.search(
+            self.index.source
+        ):
+            return  # a handful of time steps or message-passing rounds: nothing to explode
+        self._lightning_automatic()
         for step in facts.steps:
             if step.clipped:
                 continue  # clipped between backward and step
@@ -396,6 +590,40 @@ class RnnWithoutClipping(Rule):
             imported = facts.imported_model(step)
             if imported is not None:
                 self.defer(step.step, imported)  # the project phase knows that class
+
+    def _lightning_automatic(self) -> None:
+        """A LightningModule holding an RNN whose `training_step` returns the loss: Lightning
+        runs backward and step itself, so only `Trainer(gradient_clip_val=...)` clips."""
+        source = self.index.source
+        if "training_step" not in source or "Lightning" not in source:
+            return  # cheap gate: no Lightning module here
+        if "automatic_optimization" in source or "LightningCLI" in source:
+            return  # manual optimization (seen as a step), or a Trainer configured in YAML
+        for name, info in self.index.module_classes.items():
+            lightning = any(
+                (self.index.qualified(base.value) or "").endswith("LightningModule")
+                for base in info.node.bases
+            )
+            training_step = info.methods.get("training_step")
+            if not lightning or training_step is None:
+                continue
+            layer = recurrent.rnn_in_class(self.index, name)
+            if layer is None:
+                continue
+            trainers = [
+                call
+                for call in findall(self.context.module, cst.Call)
+                if (self.index.call_name(call) or "").startswith("lightning")
+                and (self.index.call_name(call) or "").endswith(".Trainer")
+            ]
+            for where in trainers or [training_step.name]:
+                self.report(where, message=self._LIGHTNING_MESSAGE.format(cls=name, layer=layer))
+
+    _LIGHTNING_MESSAGE = (
+        "Lightning trains `{cls}`, which holds an `nn.{layer}`, with no `gradient_clip_val` on "
+        "the Trainer; backprop through time multiplies the gradient by the recurrent matrix "
+        "once per time step, so gradients can explode on long sequences"
+    )
 
     def _clip_fix(self, step: TrainingStep) -> Fix | None:
         """Insert `clip_grad_norm_(<the optimizer's parameters>, max_norm=1.0)` before the step

@@ -3,7 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import graph
+from gradlint.semantics import custom_backward, graph
 
 
 class UncheckedCustomBackward(Rule):
@@ -19,8 +19,11 @@ class UncheckedCustomBackward(Rule):
     compares the analytic Jacobian with central differences `(f(x+ε) - f(x-ε)) / 2ε` in
     double precision and fails loudly when they disagree.
 
-    A backward that passes the gradient through unchanged (straight-through) or raises
-    `NotImplementedError` has nothing to check, and test files are not flagged.
+    A backward with nothing hand-derived to check is not flagged: one that passes the
+    gradient through (straight-through), scales or reverses it (`-grad_output`,
+    `grad_output.neg() * ctx.alpha`, `grad_output * ctx.scale`), runs a `torch.distributed`
+    collective (`all_reduce`, `all_gather`, `reduce_scatter`, which a single-process gradcheck
+    cannot run), or raises instead of returning. Test files are not flagged either.
 
     ## Known limitations
     Only the linted file is searched for a gradcheck call; a test elsewhere in the project
@@ -142,6 +145,59 @@ class UncheckedCustomBackward(Rule):
                 x = torch.randn(5, dtype=torch.double, requires_grad=True)
                 torch.autograd.gradcheck(swish, (x,))
         """),
+        # gradient reversal and gradient scaling: the incoming gradient times a constant
+        Valid("""
+            from torch.autograd import Function
+            class ReverseGrad(Function):
+                @staticmethod
+                def forward(ctx, x, lambd):
+                    ctx.lambd = lambd
+                    return x.view_as(x)
+                @staticmethod
+                def backward(ctx, grad_output):
+                    return grad_output.neg() * ctx.lambd, None
+            class Flip(Function):
+                @staticmethod
+                def forward(ctx, x):
+                    return x.clone()
+                @staticmethod
+                def backward(ctx, g):
+                    flipped = g.neg()
+                    return flipped
+            class ScaleGrad(Function):
+                @staticmethod
+                def forward(ctx, x, scale):
+                    ctx.scale = scale
+                    return x
+                @staticmethod
+                def backward(ctx, grad_output):
+                    return grad_output * ctx.scale, None
+        """),
+        # tensor-parallel copies: the backward is a collective a gradcheck cannot run
+        Valid("""
+            import torch
+            import torch.distributed as dist
+            class CopyToParallel(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x):
+                    return x
+                @staticmethod
+                def backward(ctx, grad_output):
+                    grad_output = grad_output.contiguous()
+                    dist.all_reduce(grad_output, group=get_group())
+                    return grad_output
+        """),
+        # a backward that refuses to run
+        Valid("""
+            import torch
+            class Quantize(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x):
+                    return torch.round(x * 127) / 127
+                @staticmethod
+                def backward(ctx, grad_output):
+                    raise RuntimeError("Quantize is for inference only")
+        """),
     ]
     INVALID = [
         Invalid(
@@ -160,18 +216,55 @@ class UncheckedCustomBackward(Rule):
             line=2,
             message="gradlint gradcheck snippet.py:Square",
         ),
-        # gradient reversal: hand-written, even if simple
+        # a gradient handed in from outside and returned without the incoming gradient
+        Invalid(
+            """
+            import torch
+            class InjectGradient(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, latents, target_grad):
+                    ctx.save_for_backward(target_grad)
+                    return torch.zeros(1, device=latents.device)
+                @staticmethod
+                def backward(ctx, grad):
+                    (target_grad,) = ctx.saved_tensors
+                    return target_grad / len(target_grad), None
+        """,
+            line=2,
+        ),
+        # the gradient name starts as None and is then filled by a hand-derived adjoint
+        Invalid(
+            """
+            import torch
+            class Wavelet(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x, filters):
+                    ctx.save_for_backward(filters)
+                    return analysis(x, filters)
+                @staticmethod
+                def backward(ctx, dy):
+                    dx = None
+                    if ctx.needs_input_grad[0]:
+                        (filters,) = ctx.saved_tensors
+                        dx = synthesis(dy, filters)
+                    return dx, None
+        """,
+            line=2,
+        ),
+        # a custom loss backward that never multiplies by grad_output
         Invalid(
             """
             from torch.autograd import Function
-            class GradReverse(Function):
+            class CenterPull(Function):
                 @staticmethod
-                def forward(ctx, x, alpha):
-                    ctx.alpha = alpha
-                    return x.view_as(x)
+                def forward(ctx, feats, labels, centers):
+                    ctx.save_for_backward(feats, labels, centers)
+                    return (feats - centers[labels]).pow(2).sum() / 2
                 @staticmethod
                 def backward(ctx, grad_output):
-                    return grad_output.neg() * ctx.alpha, None
+                    feats, labels, centers = ctx.saved_tensors
+                    diff = centers[labels] - feats
+                    return -grad_output * diff, None, diff
         """,
             line=2,
         ),
@@ -247,7 +340,7 @@ class UncheckedCustomBackward(Rule):
                 ),
                 None,
             )
-            if backward is None or graph.is_pass_through_backward(backward):
+            if backward is None or custom_backward.nothing_to_check(self.index, backward):
                 continue  # autograd derives it, or there is nothing hand-derived to check
             if name in checked:
                 continue  # a gradcheck call reaches it

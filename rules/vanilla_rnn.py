@@ -3,13 +3,10 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics.names import dotted_name
+from gradlint.semantics import recurrent
 from gradlint.semantics.nodes import findall
-from gradlint.semantics.training_extra import is_sequence_length_name, numeric_literal
 
 VANILLA_RNNS = frozenset({"torch.nn.RNN", "torch.nn.RNNCell"})
-GATED_RNNS = frozenset({"torch.nn.LSTM", "torch.nn.GRU", "torch.nn.LSTMCell", "torch.nn.GRUCell"})
-ALL_RNNS = VANILLA_RNNS | GATED_RNNS
 
 
 class VanillaRnn(Rule):
@@ -133,6 +130,25 @@ class VanillaRnn(Rule):
                     super().__init__()
                     self.rnn = nn.RNN(4, hidden, nonlinearity="relu")
         """),
+        # the vanilla cell is one entry of a table of cell types the user picks from
+        Valid("""
+            from torch import nn
+            class Encoder(nn.Module):
+                def __init__(self, cell="lstm", dim=128):
+                    super().__init__()
+                    self.rnn = {
+                        "lstm": nn.LSTM(dim, dim, batch_first=True),
+                        "gru": nn.GRU(dim, dim, batch_first=True),
+                        "rnn": nn.RNN(dim, dim, batch_first=True),
+                    }[cell]
+        """),
+        # a toy that learns "hello" -> "ohlol": the whole sequence is written out, five steps
+        Valid("""
+            import torch
+            x_data = [[1, 0, 2, 2, 3]]
+            inputs = torch.LongTensor(x_data)
+            rnn = torch.nn.RNN(input_size=10, hidden_size=8, batch_first=True)
+        """),
     ]
     INVALID = [
         Invalid(
@@ -190,95 +206,17 @@ class VanillaRnn(Rule):
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
-        self.rnns: list[tuple[cst.Call, str]] = []
-        self.targets: dict[cst.Call, str] = {}  # constructor -> attribute/name it is bound to
-        self.lengths: list[float] = []
-        self.short_loops: list[cst.For] = []
-        self.chosen: set[cst.CSTNode] = set()  # vanilla RNNs in a branch beside a gated one
-
-    def visit_Call(self, node: cst.Call) -> None:
-        name = self.index.call_name(node)
-        if name in VANILLA_RNNS:
-            self.rnns.append((node, name.rsplit(".", 1)[-1]))
-        for arg in node.args:
-            if arg.keyword is not None:
-                self._length(arg.keyword.value, arg.value)  # `Dataset(seq_len=10)`
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for target in node.targets:
-            key = dotted_name(target.target)
-            if key is None:
-                continue  # tuple unpacking
-            if isinstance(node.value, cst.Call):
-                self.targets[node.value] = key.rsplit(".", 1)[-1]
-            self._length(key.rsplit(".", 1)[-1], node.value)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        key = dotted_name(node.target)
-        if key is not None and node.value is not None:
-            self._length(key.rsplit(".", 1)[-1], node.value)
-
-    def visit_Param(self, node: cst.Param) -> None:
-        if node.default is not None:
-            self._length(node.name.value, node.default)
-
-    def visit_For(self, node: cst.For) -> None:
-        it = node.iter
-        if isinstance(it, cst.Call) and isinstance(it.func, cst.Name) and it.func.value == "range":
-            bounds = [numeric_literal(a.value) for a in it.args]
-            if bounds and all(b is not None for b in bounds[:2]):
-                span = bounds[0] if len(bounds) == 1 else (bounds[1] or 0) - (bounds[0] or 0)
-                if span is not None and span <= self.options["max-short-sequence"]:
-                    self.short_loops.append(node)
-
-    def visit_If(self, node: cst.If) -> None:
-        self._choice(node.body, node.orelse)
-
-    def visit_IfExp(self, node: cst.IfExp) -> None:
-        self._choice(node.body, node.orelse)
-
-    def leave_Module(self, original_node: cst.Module) -> None:
         limit = self.options["max-short-sequence"]
-        if self.lengths and max(self.lengths) <= limit:
+        length = recurrent.recurrence_length(self.index, limit)
+        if length.all_short(limit):
             return  # every sequence length this file names is short
-        for call, layer in self.rnns:
-            if call in self.chosen:
+        targets = recurrent.rnn_targets(self.index)
+        for call in findall(node, cst.Call):
+            name = self.index.call_name(call)
+            if name not in VANILLA_RNNS:
+                continue
+            if recurrent.chosen_among_gated(self.index, call):
                 continue  # one option beside LSTM/GRU (`if rnn_type == "RNN_TANH": ...`)
-            if self._in_short_loop(self.targets.get(call)):
+            if length.stepped_briefly(targets.get(call)):  # type: ignore[call-overload]
                 continue  # stepped over a literal handful of time steps
-            self.report(call, layer=layer)
-
-    def _length(self, name: str, value: cst.BaseExpression) -> None:
-        number = numeric_literal(value)
-        if number is not None and is_sequence_length_name(name):
-            self.lengths.append(number)
-
-    def _choice(self, body: cst.CSTNode, orelse: cst.CSTNode | None) -> None:
-        if orelse is None:
-            return  # no alternative branch
-        sides = [self._recurrent_calls(body), self._recurrent_calls(orelse)]
-        for mine, other in (sides, sides[::-1]):
-            if any(self.index.call_name(c) in GATED_RNNS for c in other):
-                self.chosen.update(c for c in mine if self.index.call_name(c) in VANILLA_RNNS)
-
-    def _recurrent_calls(self, node: cst.CSTNode) -> list[cst.CSTNode]:
-        return [c for c in findall(node, cst.Call) if self.index.call_name(c) in ALL_RNNS]
-
-    def _in_short_loop(self, target: str | None) -> bool:
-        if target is None:
-            return False
-        return any(
-            _is_call_to(call, target)
-            for loop in self.short_loops
-            for call in findall(loop.body, cst.Call)
-        )
-
-
-def _is_call_to(node: cst.CSTNode, name: str) -> bool:
-    """`name(...)` or `<anything>.name(...)`."""
-    if not isinstance(node, cst.Call):
-        return False
-    func = node.func
-    if isinstance(func, cst.Attribute):
-        return func.attr.value == name
-    return isinstance(func, cst.Name) and func.value == name
+            self.report(call, layer=name.rsplit(".", 1)[-1])

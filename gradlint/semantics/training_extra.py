@@ -48,11 +48,6 @@ NON_CLEARING_METHODS = frozenset(
     }
 )
 # Names that hold a sequence length: `seq_len`, `MAX_LEN`, `window`, `n_steps`, `block_size`.
-_SEQUENCE_LENGTH = re.compile(
-    r"(max_?)?(seq|sequence|src|tgt|input|context|sent|sentence)?_?(len|length)"
-    r"|(max_?)?(seq|sequence|window|block|context|bptt|chunk)(_?(size|len|length))?"
-    r"|(n|num)_?(steps|time_?steps)|time_?steps|look_?back|unroll(_?steps)?"
-)
 _MAX_DEPTH = 3  # helper-calls-helper chains followed when looking for a clearing
 
 
@@ -64,11 +59,6 @@ def numeric_literal(expr: cst.BaseExpression | None) -> float | None:
         except (TypeError, ValueError):
             return None  # not a plain decimal number
     return None
-
-
-def is_sequence_length_name(name: str) -> bool:
-    """`seq_len`, `SEQ_LENGTH`, `max_len`, `self.window`: a name for a number of time steps."""
-    return _SEQUENCE_LENGTH.fullmatch(name.lstrip("_").lower()) is not None
 
 
 def is_clearing(node: cst.CSTNode, others: frozenset[str] = frozenset()) -> bool:
