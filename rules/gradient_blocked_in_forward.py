@@ -3,7 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import graph
+from gradlint.semantics import cut_flow
 
 
 class GradientBlockedInForward(Rule):
@@ -315,12 +315,12 @@ class GradientBlockedInForward(Rule):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         owner = next(
-            (c for c in self.index.module_classes.values() if graph.is_graph_function(c, node)),
+            (c for c in self.index.module_classes.values() if cut_flow.is_graph_function(c, node)),
             None,
         )
         if owner is None:
             return  # not forward / a loss method / training_step of an nn.Module
-        for cut in graph.cuts_reaching_return(self.index, owner, node):
+        for cut in cut_flow.cuts_reaching_return(self.index, owner, node):
             severity = Severity.ERROR if cut.direct else Severity.WARNING
             self.report(
                 cut.node, severity=severity, operation=cut.operation, function=node.name.value

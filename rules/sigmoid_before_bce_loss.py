@@ -4,7 +4,7 @@ import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.findings import Fix
-from gradlint.semantics import losses
+from gradlint.semantics import losses, model_outputs
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.names import dotted_name
 from gradlint.semantics.nodes import find
@@ -223,7 +223,7 @@ class SigmoidBeforeBceLoss(Rule):
     def leave_Module(self, original_node: cst.Module) -> None:
         for use in losses.loss_facts(self.index).uses:
             output = use.output
-            if use.family != losses.BCE or output is None or output.kind != losses.SIGMOID:
+            if use.family != losses.BCE or output is None or output.kind != model_outputs.SIGMOID:
                 continue  # not BCELoss on a visible sigmoid
             if output.model is None:
                 fix = self._fix(use)

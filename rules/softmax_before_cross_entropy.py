@@ -4,17 +4,17 @@ import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.project import ClassFacts, Deferred, FileSummary
-from gradlint.semantics import losses
+from gradlint.semantics import losses, model_outputs
 
 WHAT = {
-    losses.SOFTMAX: "softmax probabilities",
-    losses.SIGMOID: "sigmoid probabilities",
-    losses.LOGITS: "raw logits",
+    model_outputs.SOFTMAX: "softmax probabilities",
+    model_outputs.SIGMOID: "sigmoid probabilities",
+    model_outputs.LOGITS: "raw logits",
 }
 ENDS_IN = {
-    losses.SOFTMAX: "softmax",
-    losses.SIGMOID: "a sigmoid",
-    losses.LOGITS: "a linear layer (raw logits)",
+    model_outputs.SOFTMAX: "softmax",
+    model_outputs.SIGMOID: "a sigmoid",
+    model_outputs.LOGITS: "a linear layer (raw logits)",
 }
 WHY_CROSS_ENTROPY = (
     "it applies log-softmax itself, so the extra softmax squashes its input into [0, 1] and "
@@ -313,13 +313,13 @@ class SoftmaxBeforeCrossEntropy(Rule):
             output = use.output
             if output is None:
                 continue  # where the input comes from is not visible
-            if output.kind == losses.IMPORTED and output.model is not None:
+            if output.kind == model_outputs.IMPORTED and output.model is not None:
                 if use.family in (losses.CROSS_ENTROPY, losses.NLL):
                     self.defer(
                         use.call, output.model, loss=use.loss, family=use.family, severity="warning"
                     )
                 continue  # the project phase knows what that class returns
-            if use.family == losses.CROSS_ENTROPY and output.kind == losses.SOFTMAX:
+            if use.family == losses.CROSS_ENTROPY and output.kind == model_outputs.SOFTMAX:
                 self._report(use.call, use.loss, output, WHY_CROSS_ENTROPY)
             elif use.family == losses.NLL and output.kind in WHAT:
                 self._report(use.call, use.loss, output, WHY_NLL)
@@ -330,9 +330,9 @@ class SoftmaxBeforeCrossEntropy(Rule):
     @classmethod
     def resolve_deferred(cls, item: Deferred, facts: ClassFacts, where: FileSummary) -> str | None:
         family, loss = item.data.get("family"), item.data.get("loss")
-        if family == losses.CROSS_ENTROPY and facts.output == losses.SOFTMAX:
+        if family == losses.CROSS_ENTROPY and facts.output == model_outputs.SOFTMAX:
             why = WHY_CROSS_ENTROPY
-        elif family == losses.NLL and facts.output in (losses.SOFTMAX, losses.SIGMOID):
+        elif family == losses.NLL and facts.output in (model_outputs.SOFTMAX, model_outputs.SIGMOID):
             why = WHY_NLL
         else:
             return None
@@ -344,7 +344,7 @@ class SoftmaxBeforeCrossEntropy(Rule):
         self,
         call: cst.Call,
         loss: str,
-        output: losses.Output,
+        output: model_outputs.Output,
         why: str,
         severity: Severity = Severity.ERROR,
     ) -> None:
