@@ -16,6 +16,7 @@ import libcst as cst
 
 from gradlint.semantics import layers, tables
 from gradlint.semantics.index import TorchIndex
+from gradlint.semantics.names import dotted_name
 from gradlint.semantics.recurrent import local_class, unwrap
 
 NN, F = tables.NN, tables.F
@@ -86,14 +87,45 @@ Function = Optional[cst.FunctionDef]
 
 @dataclass(frozen=True)
 class Ref:
-    """A model call whose output is looked up after the walk: `model(x)` or `self(x)`."""
+    """A model call whose output is looked up after the walk: `model(x)`, `self(x)`,
+    `self.decode(z)`; `element` picks one item of a tuple it returns (`validity, label = D(x)`)."""
 
-    key: str  # `model`, `self.net`; "" for `self(x)`
+    key: str  # `model`, `self.net`; "" for a method of `cls` (`self(x)`, `self.decode(z)`)
     function: Function
     cls: str | None  # the class whose method makes the call
+    method: str = "forward"
+    element: int | None = None
 
 
-Value = Union[Output, Ref, None]
+@dataclass(frozen=True)
+class Outputs:
+    """A tuple of values (`return validity, label`)."""
+
+    elements: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter of a function: what it holds depends on each call site."""
+
+    function: cst.FunctionDef
+    position: int  # among the positional parameters, `self` not counted
+
+
+Value = Union[Output, Ref, Outputs, Param, None]
+
+
+def element_of(value: Value, element: int) -> Value:
+    """Item `element` of a tuple value; indexing a tensor keeps what its values are."""
+    if isinstance(value, Outputs):
+        count = len(value.elements)
+        return value.elements[element] if -count <= element < count else None
+    if isinstance(value, Ref):
+        return Ref(value.key, value.function, value.cls, value.method, element)
+    if isinstance(value, Output):
+        return value
+    return None
+
 
 # (value, function it is assigned in) for every dotted name assigned in the file
 Assignments = dict[str, list[tuple[cst.BaseExpression, Function]]]
@@ -112,6 +144,9 @@ def module_value(index: TorchIndex, built: cst.BaseExpression, call: cst.CSTNode
         last = next((layer for layer in reversed(stack) if not _is_dropout(index, layer)), None)
         if last is None or not isinstance(last.node, cst.BaseExpression):
             return None
+        key = dotted_name(last.node)
+        if key is not None:  # `nn.Sequential(features, self.classifier)`: built elsewhere
+            return Ref(key, None, None)
         value = module_value(index, last.node, call)
         if isinstance(value, Output):
             return Output(value.kind, last.node, value.model or "nn.Sequential")
@@ -133,13 +168,25 @@ class Resolver:
         self.assignments = assignments
         self.returns = returns
 
-    def resolve(self, value: Value, seen: frozenset[str] = frozenset()) -> Output | None:
-        if not isinstance(value, Ref):
+    def resolve(self, value: Value) -> Output | None:
+        """The output a value is, when the file shows it; None for tuples and unknowns."""
+        found = self._resolve(value, frozenset())
+        return found if isinstance(found, Output) else None
+
+    def _resolve(self, value: Value, seen: frozenset[str]) -> Output | Outputs | None:
+        if isinstance(value, Ref) and value.element is not None:
+            whole = self._resolve(Ref(value.key, value.function, value.cls, value.method), seen)
+            return self._resolve(element_of(whole, value.element), seen)
+        if isinstance(value, Outputs):
             return value
+        if not isinstance(value, Ref):
+            return value if isinstance(value, Output) else None
         if value.key == "":
-            return self._class_output(value.cls, seen)
+            return self._class_output(value.cls, value.method, seen)
         pairs = self.assignments.get(value.key, [])
         pairs = [p for p in pairs if p[1] is value.function] or pairs
+        if not pairs and "." in value.key and value.key not in seen:
+            return self._member(value.key, seen | {value.key})
         if not pairs or value.key in seen:
             return None  # a parameter or a model built elsewhere
         seen = seen | {value.key}
@@ -147,11 +194,22 @@ class Resolver:
         if all(isinstance(v, cst.Call) for v, _ in pairs) and not any(built):
             head = self._replaced_head(value.key, seen)  # `models.resnet50()` and the like
             return head if head is not None else self._imported(pairs)
-        got = [self.resolve(b, seen) for b in built]
-        first = got[0]
-        if first is None or any(g is None or g.kind != first.kind for g in got):
-            return None
-        return first
+        return _same([self._resolve(b, seen) for b in built], None)
+
+    def _member(self, key: str, seen: frozenset[str]) -> Output | Outputs | None:
+        """`model.discriminator(x)` / `model.decode(z)`: a layer or method of a local model."""
+        owner, member = key.rsplit(".", 1)
+        names = {local_class(self.index, unwrap(v)) for v, _ in self.assignments.get(owner, [])}
+        if len(names) != 1 or (name := names.pop()) is None:
+            return None  # not one local nn.Module class
+        info = self.index.module_classes[name]
+        if member in info.attrs:
+            layer = info.attrs[member]
+            got = self._resolve(module_value(self.index, layer, layer), seen)
+            return Output(got.kind, got.node, got.model or key) if isinstance(got, Output) else got
+        if member in info.methods:
+            return self._class_output(name, member, seen)
+        return None
 
     def _imported(self, pairs: list[tuple[cst.BaseExpression, Function]]) -> Output | None:
         """`model = Net()` with `Net` imported from another module: the project phase knows
@@ -170,22 +228,42 @@ class Resolver:
         heads = [f"{key}.{h}" for h in HEAD_ATTRIBUTES if f"{key}.{h}" in self.assignments]
         if len(heads) != 1:
             return None
-        output = self.resolve(Ref(heads[0], None, None), seen)
-        return Output(output.kind, output.node, heads[0]) if output else None
+        output = self._resolve(Ref(heads[0], None, None), seen)
+        if not isinstance(output, Output):
+            return None
+        return Output(output.kind, output.node, heads[0])
 
-    def _class_output(self, name: str | None, seen: frozenset[str]) -> Output | None:
+    def _class_output(
+        self, name: str | None, method: str, seen: frozenset[str]
+    ) -> Output | Outputs | None:
+        """What `method` of the local module class `name` returns, when every return agrees."""
         info = self.index.module_classes.get(name or "")
-        if info is None or info.forward is None or info.name in seen:
+        function = info.methods.get(method) if info is not None else None
+        if info is None or function is None or f"{info.name}.{method}" in seen:
             return None
-        returns = self.returns.get(info.forward, [])
-        got = [self.resolve(r, seen | {info.name}) for r in returns]
-        if not got or any(g is None for g in got):
-            return None
-        kinds = {g.kind for g in got if g is not None}
-        first = got[0]
-        if len(kinds) != 1 or first is None:
-            return None  # e.g. softmax only when not training: the loss sees logits
-        return Output(first.kind, first.node, info.name)
+        seen = seen | {f"{info.name}.{method}"}
+        got = [self._resolve(r, seen) for r in self.returns.get(function, [])]
+        tuples = [g.elements for g in got if isinstance(g, Outputs)]
+        if got and len(tuples) == len(got):
+            if len({len(t) for t in tuples}) != 1:
+                return None  # tuples of different lengths
+            columns = zip(*tuples)
+            return Outputs(
+                tuple(_same([self._resolve(v, seen) for v in c], info.name) for c in columns)
+            )
+        # e.g. softmax only when not training: the loss sees logits
+        return _same(got, info.name)
+
+
+def _same(got: list[Output | Outputs | None], model: str | None) -> Output | Outputs | None:
+    """The one output all of `got` agree on (named after `model` when given), else None."""
+    outputs = [g for g in got if isinstance(g, Output)]
+    if not got or len(outputs) != len(got):
+        return got[0] if len(got) == 1 and isinstance(got[0], Outputs) else None
+    first = outputs[0]
+    if any(g.kind != first.kind for g in outputs):
+        return None
+    return Output(first.kind, first.node, model or first.model) if model else first
 
 
 def is_kind(value: Value, kind: str) -> bool:
