@@ -97,6 +97,13 @@ class ImplicitSoftmaxDim(Rule):
                 return shifted_exp / shifted_exp.sum(axis=-1, keepdims=True)
             scores = softmax(np.zeros((1, 3)))
         """),
+        # NumPy spelling: `axis` is an alias of `dim` for torch.softmax and Tensor.softmax
+        Valid("""
+            import torch
+            def attend(q, k, v):
+                weights = torch.softmax(q @ k.transpose(-2, -1), axis=-1)
+                return weights @ v, (q @ k.transpose(-2, -1)).log_softmax(axis=-1)
+        """),
         # the dim is forwarded from the caller
         Valid("""
             import torch.nn.functional as F

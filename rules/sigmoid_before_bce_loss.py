@@ -9,7 +9,6 @@ from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.names import dotted_name
 from gradlint.semantics.nodes import find
 
-
 WHY = {
     losses.BCE: (
         "log(sigmoid(x)) in two steps saturates, so confident wrong predictions get no gradient"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from gradlint.semantics.frozen import frozen_attributes
+from gradlint.semantics.frozen import FREEZE_WORDS, frozen_attributes
 from gradlint.semantics.gradient_cuts import (
     BUILTINS_WITHOUT_GRADIENT,
     CUT_ATTRIBUTES,
@@ -26,12 +26,13 @@ from gradlint.semantics.gradient_cuts import (
     SHAPE_KEYWORDS,
     TARGET_OPERATORS,
     TENSOR_REWRAPS,
+    is_fixed_transform_name,
     is_index_name,
     is_no_grad_context,
     is_stop_gradient_name,
 )
 from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
-from gradlint.semantics.names import child_blocks
+from gradlint.semantics.names import child_blocks, dotted_name
 from gradlint.semantics.registration import CAPWORDS, layer_kind
 from gradlint.semantics.syntax import (
     bare_name,
@@ -92,22 +93,24 @@ class Cut:
 
 
 @dataclass(frozen=True)
-class _Flow:
+class Flow:
     """What a value depends on: roots (parameters, submodules) reached with and without a cut."""
 
     live: frozenset[str] = frozenset()
     cuts: tuple[tuple[str, Cut], ...] = ()
 
-    def __or__(self, other: _Flow) -> _Flow:
+    def __or__(self, other: Flow) -> Flow:
         if not other.live and not other.cuts:
             return self
         seen = {root for root, _ in self.cuts}
         extra = tuple(pair for pair in other.cuts if pair[0] not in seen)
-        return _Flow(self.live | other.live, self.cuts + extra)
+        return Flow(self.live | other.live, self.cuts + extra)
 
 
-_EMPTY = _Flow()
+EMPTY = Flow()
 _INPUT = "input:"
+GIVEN = "given:"  # a module handed to __init__ (`self.unet = unet`)
+SELF = "self"  # the module itself: `self(x)`, `self.encode(x)` may use any of its parameters
 
 
 def cuts_reaching_return(
@@ -121,26 +124,30 @@ def cuts_reaching_return(
         return []  # reversible layers run forward under no_grad and write their own backward
     if _is_wrapped_in_no_grad(index, function):
         return []  # the whole method is inference-only
-    words = ("requires_grad", "eval", "freeze", "Freeze")
-    may_freeze = any(word in index.source for word in words)
+    may_freeze = any(word in index.source for word in FREEZE_WORDS)
     frozen = frozen_attributes(info) if may_freeze else set()  # the text check is far cheaper
     if frozen is None:
         return []  # the whole module is frozen (an EMA copy, a teacher)
-    tracer = _Tracer(index, info, frozen)
+    tracer = Tracer(index, info, frozen)
     loss = is_loss_computation(info, function)
     for param in function.params.params[1:]:
         name = param.name.value
         if loss and name in PREDICTION_ARGUMENTS:
-            tracer.env[name] = _Flow(frozenset({"arg:" + name}))
+            tracer.env[name] = Flow(frozenset({"arg:" + name}))
         elif not loss:
             # activations from upstream layers: they carry gradient, but not this module's
-            tracer.env[name] = _Flow(frozenset({_INPUT + name}))
+            tracer.env[name] = Flow(frozenset({_INPUT + name}))
     if isinstance(function.body, cst.IndentedBlock):
         tracer.run(function.body.body, no_grad=False)
     found: dict[cst.CSTNode, Cut] = {}
+    live = tracer.returned_live
+    own = any(not r.startswith(_INPUT) for r in live)
     for root, cut in tracer.returned_cuts:
-        if root in tracer.returned_live or root.startswith(_INPUT):
-            continue  # the same parameters reach the output another way; or an input
+        if root in live or root.startswith((_INPUT, GIVEN)):
+            continue  # the same parameters reach the output another way; or an input, or a
+            # module handed to __init__ that may well be frozen where it is built
+        if SELF in live or (root == SELF and own):
+            continue  # a method of the module (self-conditioning) runs the same parameters
         if cut.node not in found or cut.direct:
             found[cut.node] = cut
     return list(found.values())
@@ -158,11 +165,11 @@ def _is_wrapped_in_no_grad(index: TorchIndex, function: cst.FunctionDef) -> bool
 
 
 @dataclass
-class _Tracer:
+class Tracer:
     index: TorchIndex
     info: ModuleClass
     frozen: set[str]
-    env: dict[str, _Flow] = field(default_factory=dict)
+    env: dict[str, Flow] = field(default_factory=dict)
     returned_live: set[str] = field(default_factory=set)
     returned_cuts: list[tuple[str, Cut]] = field(default_factory=list)
 
@@ -206,7 +213,7 @@ class _Tracer:
             self.env = dict(before)
             self.run(block, no_grad)
             for name, value in self.env.items():
-                merged[name] = merged.get(name, _EMPTY) | value
+                merged[name] = merged.get(name, EMPTY) | value
         self.env = merged
 
     def _small(self, node: cst.CSTNode, no_grad: bool) -> None:
@@ -223,28 +230,28 @@ class _Tracer:
         elif isinstance(node, cst.AugAssign) and isinstance(node.target, cst.Name):
             name = node.target.value
             value = self._assigned(node, node.value, no_grad)
-            self.env[name] = self.env.get(name, _EMPTY) | value
+            self.env[name] = self.env.get(name, EMPTY) | value
         elif isinstance(node, cst.Expr) and isinstance(node.value, cst.Call):
             self._mutation(node.value)
         elif isinstance(node, cst.Return) and node.value is not None:
             self._return(node.value)
 
-    def _assigned(self, node: cst.CSTNode, value: cst.BaseExpression, no_grad: bool) -> _Flow:
+    def _assigned(self, node: cst.CSTNode, value: cst.BaseExpression, no_grad: bool) -> Flow:
         flow = self.flow(value)
-        return _cut(node, "torch.no_grad()", flow) if no_grad else flow
+        return cut_of(node, "torch.no_grad()", flow) if no_grad else flow
 
-    def _bind(self, target: cst.BaseExpression, value: _Flow, stop_gradient: bool) -> None:
+    def _bind(self, target: cst.BaseExpression, value: Flow, stop_gradient: bool) -> None:
         if isinstance(target, cst.Name):
             name = target.value
             if is_index_name(name) or (stop_gradient and is_stop_gradient_name(name)):
-                value = _EMPTY  # indices, masks, targets: nothing meant to be learned
+                value = EMPTY  # indices, masks, targets: nothing meant to be learned
             self.env[name] = value
         elif isinstance(target, (cst.Tuple, cst.List)):
             for element in target.elements:
                 self._bind(element.value, value, stop_gradient)
         elif isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name):
             name = target.value.value  # `outs[i] = ...` adds to `outs`
-            self.env[name] = self.env.get(name, _EMPTY) | value
+            self.env[name] = self.env.get(name, EMPTY) | value
 
     def _mutation(self, call: cst.Call) -> None:
         """`outs.append(h)`: the list now holds h."""
@@ -256,7 +263,7 @@ class _Tracer:
         ):
             name = func.value.value
             for arg in call.args:
-                self.env[name] = self.env.get(name, _EMPTY) | self.flow(arg.value)
+                self.env[name] = self.env.get(name, EMPTY) | self.flow(arg.value)
 
     def _return(self, value: cst.BaseExpression) -> None:
         elements: list[cst.BaseExpression] = [value]
@@ -273,9 +280,9 @@ class _Tracer:
 
     # -- expressions --------------------------------------------------------------------
 
-    def flow(self, node: cst.BaseExpression) -> _Flow:
+    def flow(self, node: cst.BaseExpression) -> Flow:
         if isinstance(node, cst.Name):
-            return self.env.get(node.value, _EMPTY)
+            return self.env.get(node.value, EMPTY)
         if isinstance(node, cst.Attribute):
             return self._attribute(node)
         if isinstance(node, cst.Call):
@@ -285,10 +292,10 @@ class _Tracer:
         if isinstance(node, cst.BinaryOperation):
             return self._binary(node)
         if isinstance(node, (cst.Comparison, cst.Lambda, cst.BaseString, cst.BaseNumber)):
-            return _EMPTY
+            return EMPTY
         if isinstance(node, cst.IfExp):
             return self.flow(node.body) | self.flow(node.orelse)
-        result = _EMPTY
+        result = EMPTY
         for child in node.children:
             if isinstance(child, cst.BaseExpression):
                 result = result | self.flow(child)
@@ -301,23 +308,23 @@ class _Tracer:
                         result = result | self.flow(grandchild)
         return result
 
-    def _attribute(self, node: cst.Attribute) -> _Flow:
+    def _attribute(self, node: cst.Attribute) -> Flow:
         attr = node.attr.value
         if attr in CUT_ATTRIBUTES:
-            return _cut(node, CUT_ATTRIBUTES[attr], self.flow(node.value))
+            return cut_of(node, CUT_ATTRIBUTES[attr], self.flow(node.value))
         if attr in NON_DIFFERENTIABLE_ATTRIBUTES:
-            return _EMPTY
+            return EMPTY
         if self_attribute(node) is not None:
             return self._self_root(attr, used=False)
         return self.flow(node.value)
 
-    def _call(self, node: cst.Call) -> _Flow:
+    def _call(self, node: cst.Call) -> Flow:
         func = node.func
         name = self.index.call_name(node)
         if name in NON_DIFFERENTIABLE_FUNCTIONS:
-            return _EMPTY
+            return EMPTY
         if name in TENSOR_REWRAPS and node.args:
-            return _cut(node, "torch.tensor(...)", self.flow(node.args[0].value))
+            return cut_of(node, "torch.tensor(...)", self.flow(node.args[0].value))
         args = self._operands(
             [
                 a.value
@@ -328,29 +335,41 @@ class _Tracer:
         if name is not None:
             return args  # a torch / imported function: its result depends on its arguments
         if isinstance(func, cst.Name) and func.value in BUILTINS_WITHOUT_GRADIENT:
-            return _EMPTY
+            return EMPTY
         if isinstance(func, cst.Name):
             if func.value == "self":
-                return self._self_root("self", used=True) | args
-            return self.env.get(func.value, _EMPTY) | args  # `layer(x)` for a loop's layer
+                return Flow(frozenset({SELF})) | args
+            if func.value in self.env:
+                return self.env[func.value] | args  # `layer(x)` for a loop's layer
+            return self.free_call(func.value) | args
         if not isinstance(func, cst.Attribute):
             return self.flow(func) | args
         method = func.attr.value
         if self_attribute(func) is not None:
             return self._self_root(method, used=True) | args  # `self.fc(x)`, `self.encode(x)`
         if method in CUT_METHODS and not node.args:
-            return _cut(node, CUT_METHODS[method], self.flow(func.value))
+            return cut_of(node, CUT_METHODS[method], self.flow(func.value))
         if method in NON_DIFFERENTIABLE_METHODS:
-            return _EMPTY
+            return EMPTY
         receiver = func.value
         attr = self_attribute(receiver)
-        own = self._self_root(attr, used=True) if attr is not None else self.flow(receiver)
+        if attr is not None:
+            own = self._self_root(attr, used=True)
+        elif _free_base(receiver) is not None and _free_base(receiver) not in self.env:
+            own = self.free_call(dotted_name(receiver) or "")  # `model.encode(x)`, `D.net(x)`
+        else:
+            own = self.flow(receiver)
         return own if method in SHAPE_ARGUMENT_METHODS else own | args
 
-    def _binary(self, node: cst.BinaryOperation) -> _Flow:
-        terms = _additive_terms(node)
+    def free_call(self, name: str) -> Flow:
+        """What calling `name`, bound outside the traced code, depends on: nothing here (a
+        helper function of the file); training steps see models in such names."""
+        return EMPTY
+
+    def _binary(self, node: cst.BinaryOperation) -> Flow:
+        terms = additive_terms(node)
         if len(terms) > 1 and _is_straight_through(terms):
-            result = _EMPTY
+            result = EMPTY
             for term in terms:
                 if not _is_detach(term):
                     result = result | self.flow(term)
@@ -359,33 +378,39 @@ class _Tracer:
             return self._operands([node.left, node.right], inputs=True)
         return self.flow(node.left) | self.flow(node.right)
 
-    def _operands(self, operands: Sequence[cst.BaseExpression], inputs: bool = False) -> _Flow:
+    def _operands(self, operands: Sequence[cst.BaseExpression], inputs: bool = False) -> Flow:
         """Union of the operands; a detached one compared with a live one is a target (with
         `inputs`, an activation handed to forward() counts as live)."""
         flows = [self.flow(op) for op in operands]
         if len(operands) > 1 and any(
             not r.startswith(_INPUT) or inputs for flow in flows for r in flow.live
         ):
-            flows = [_EMPTY if _is_detach(op) else flow for op, flow in zip(operands, flows)]
-        result = _EMPTY
+            flows = [EMPTY if _is_detach(op) else flow for op, flow in zip(operands, flows)]
+        result = EMPTY
         for flow in flows:
             result = result | flow
         return result
 
-    def _self_root(self, attr: str, used: bool) -> _Flow:
+    def _self_root(self, attr: str, used: bool) -> Flow:
         """`self.<attr>` as a source of gradient: a submodule, a parameter, a method."""
         if attr in self.frozen or is_stop_gradient_name(attr):
-            return _EMPTY  # frozen or stop-gradient networks are meant to be constant
+            return EMPTY  # frozen or stop-gradient networks are meant to be constant
+        if is_fixed_transform_name(attr):
+            return EMPTY  # `self.stft`, `self.mel`: feature extraction without parameters
+        if attr in self.info.methods:
+            return Flow(frozenset({SELF}))  # `self.model_predictions(x)`: any of its parameters
         value = self.info.attrs.get(attr)
         if value is not None:
+            if used and isinstance(value, cst.Name):
+                return Flow(frozenset({GIVEN + attr}))  # `self.unet = unet`: a module given in
             if not isinstance(value, cst.Call):
-                return _EMPTY  # `self.eps = eps`, `self.scale = dim ** -0.5`
+                return EMPTY  # `self.eps = eps`, `self.scale = dim ** -0.5`
             if not self._is_trainable(value):
-                return _EMPTY  # a plain tensor or a table, not a parameter
-            return _Flow(frozenset({attr}))
+                return EMPTY  # a plain tensor or a table, not a parameter
+            return Flow(frozenset({attr}))
         if used or re.search(r"weight|bias|embed|token|param|codebook", attr):
-            return _Flow(frozenset({attr}))
-        return _EMPTY
+            return Flow(frozenset({attr}))
+        return EMPTY
 
     def _is_trainable(self, value: cst.Call) -> bool:
         """`nn.Linear(...)`, `nn.Parameter(...)`, `Block(...)`, `build_backbone(cfg)`."""
@@ -400,21 +425,30 @@ class _Tracer:
         return any(part in bare.lower() for part in MODEL_FACTORY_FRAGMENTS)
 
 
-def _cut(node: cst.CSTNode, operation: str, inner: _Flow) -> _Flow:
+def _free_base(node: cst.BaseExpression) -> str | None:
+    """`D` for `D` or `D.net.head` (names and attributes only, not `self`), else None."""
+    while isinstance(node, cst.Attribute):
+        node = node.value
+    if isinstance(node, cst.Name) and node.value != "self":
+        return node.value
+    return None
+
+
+def cut_of(node: cst.CSTNode, operation: str, inner: Flow) -> Flow:
     if not inner.live:
         return inner
     known = {root for root, _ in inner.cuts}
     new = tuple((root, Cut(node, operation)) for root in sorted(inner.live) if root not in known)
-    return _Flow(frozenset(), inner.cuts + new)
+    return Flow(frozenset(), inner.cuts + new)
 
 
 def _is_detach(node: cst.CSTNode) -> bool:
     return is_bare_method_call(node, "detach")
 
 
-def _additive_terms(node: cst.BaseExpression) -> list[cst.BaseExpression]:
+def additive_terms(node: cst.BaseExpression) -> list[cst.BaseExpression]:
     if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Add, cst.Subtract)):
-        return _additive_terms(node.left) + _additive_terms(node.right)
+        return additive_terms(node.left) + additive_terms(node.right)
     return [node]
 
 
@@ -424,6 +458,6 @@ def _is_straight_through(terms: list[cst.BaseExpression]) -> bool:
     for term in terms:
         if _is_detach(term):
             inner = cst.ensure_type(cst.ensure_type(term, cst.Call).func, cst.Attribute).value
-            if {compact_text(t) for t in _additive_terms(inner)} & plain:
+            if {compact_text(t) for t in additive_terms(inner)} & plain:
                 return True
     return False

@@ -264,6 +264,30 @@ STOP_GRADIENT_TOKENS = frozenset(
         "k",
     }
 )
+# Names of feature-extraction modules that hold no trainable parameters (spectrograms,
+# augmentations, tokenisers): computing them under no_grad loses nothing.
+FIXED_TRANSFORM_TOKENS = frozenset(
+    {
+        "stft",
+        "istft",
+        "mel",
+        "melspec",
+        "spectrogram",
+        "spec",
+        "fbank",
+        "mfcc",
+        "fft",
+        "resample",
+        "resampler",
+        "augment",
+        "augmentation",
+        "aug",
+        "augmenter",
+        "tokenizer",
+        "preprocess",
+        "preprocessor",
+    }
+)
 _INDEX_NAME = re.compile(
     r"(^|_)(idx|idxs|index|indices|indexes|ind|inds|ids|mask|masks|perm|order|argmax|"
     r"position|positions|pos|lengths?|counts?|shape|size|sizes|coords?|coordinates|grid)(_|\d|$)"
@@ -276,6 +300,12 @@ def is_stop_gradient_name(name: str) -> bool:
     if "key" in tokens and ("encoder" in tokens or "enc" in tokens):
         return True
     return any(token in STOP_GRADIENT_TOKENS for token in tokens)
+
+
+def is_fixed_transform_name(name: str) -> bool:
+    """`self.stft`, `self.mel_spec`, `self.augment`: preprocessing modules without parameters."""
+    tokens = [t for t in re.split(r"[_.\d]+", name.lower()) if t]
+    return any(token in FIXED_TRANSFORM_TOKENS for token in tokens)
 
 
 def is_index_name(name: str) -> bool:

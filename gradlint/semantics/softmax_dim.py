@@ -73,7 +73,11 @@ def implicit_dim(
 def _has_dim(call: cst.Call, position: int) -> bool:
     positional = [a.value for a in call.args if a.keyword is None]
     keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
-    dim = keywords.get("dim", positional[position] if len(positional) > position else None)
+    # `axis=` is an alias of `dim` for torch.softmax and Tensor.softmax; functional and module
+    # forms reject it with a TypeError of their own, which is not a missing dim either
+    dim = keywords.get("dim", keywords.get("axis"))
+    if dim is None and len(positional) > position:
+        dim = positional[position]
     return dim is not None and not (isinstance(dim, cst.Name) and dim.value == "None")
 
 
