@@ -3,7 +3,14 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import graph
+from gradlint.semantics import cut_flow, gradient_cuts, step_cuts
+
+UPSTREAM = "parameters upstream of it get no gradient from this path"
+NO_GRADIENT = (
+    "the loss is a new tensor cut from the model, so no parameter gets a gradient "
+    "(wrapping it again with requires_grad=True only hides the error)"
+)
+DEAD_TERM = "this term of the loss adds nothing to the gradient"
 
 
 class GradientBlockedInForward(Rule):
@@ -13,6 +20,14 @@ class GradientBlockedInForward(Rule):
     `with torch.no_grad():` inside `forward()`, a loss method or a Lightning `training_step`
     of an `nn.Module` when the value they cut depends on the module's parameters and reaches
     the returned output or loss, and those parameters reach it through no other path.
+
+    In training code (a `train()` function, a trainer method, a script or notebook) it flags
+    the two silent forms of the same cut before `loss.backward()`: a loss taken out of the
+    graph (`.item()`, `.data`, `.detach()`, `.numpy()`, `argmax`) and wrapped again as a new
+    tensor that requires grad (`torch.tensor(loss.item(), requires_grad=True)`,
+    `Variable(out.data, requires_grad=True)`), and a term of the loss that carries only cut
+    values (`ce + lam * aux.item()`, a term computed under `torch.no_grad()`, student
+    features detached before a distillation loss).
 
     ## Why is this bad?
     Autograd records every operation on tensors that require gradients; backpropagation
@@ -25,19 +40,21 @@ class GradientBlockedInForward(Rule):
     (`x + (y - x).detach()`), EMA / momentum / teacher / target networks (BYOL, MoCo, DINO,
     DQN), frozen submodules (`requires_grad_(False)`), indices and masks, values only
     logged or stored on `self`, and values whose parameters still reach the output another
-    way (SimSiam returns `z.detach()` next to `predictor(z)`).
+    way (SimSiam returns `z.detach()` next to `predictor(z)`; self-conditioning runs the
+    model under no_grad, then again with gradient). Preprocessing modules (`self.stft`,
+    `self.mel`), EMA copies updated from another submodule's weights, and pretrained feature
+    extractors run under `torch.no_grad()` are treated as fixed. In training code the
+    detached discriminator input (`D(fake.detach())`), truncated backprop through time
+    (`hidden.detach()`), teacher targets and logged values are left alone.
 
     ## Known limitations
-    Values are followed through local variables of one method; a cut inside a helper
-    method, or on `self.<attr>` between methods, is not seen.
+    Values are followed through local variables of one method or block; a cut inside a
+    helper function, or on `self.<attr>` between methods, is not seen.
     """
 
     CODE = "GL110"
     SEVERITY = Severity.WARNING
-    MESSAGE = (
-        "`{operation}` cuts the graph on a value that reaches what `{function}()` returns; "
-        "parameters upstream of it get no gradient from this path"
-    )
+    MESSAGE = "`{operation}` cuts the graph on a value that reaches {target}; {consequence}"
     HINT = (
         "Drop the cut on the training path (log `x.detach()` / `x.item()` separately), or "
         "freeze the submodule explicitly with requires_grad_(False) if that is the intent"
@@ -217,6 +234,90 @@ class GradientBlockedInForward(Rule):
                 def forward(self, x):
                     return self.model(x).detach()
         """),
+        # self-conditioning (diffusion): a first pass under no_grad, then the same model trains
+        Valid("""
+            import random
+            import torch
+            import torch.nn.functional as F
+            from torch import nn
+            class Diffusion(nn.Module):
+                def __init__(self, unet):
+                    super().__init__()
+                    self.unet = unet
+                def predict_start(self, x, t, cond=None):
+                    return self.unet(x, t, cond)
+                def p_losses(self, x_t, t, noise):
+                    cond = None
+                    if random.random() < 0.5:
+                        with torch.no_grad():
+                            cond = self.predict_start(x_t, t).detach()
+                    out = self.unet(x_t, t, cond)
+                    return F.mse_loss(out, noise)
+        """),
+        # a pretrained CNN kept fixed as a feature extractor; a spectrogram front end
+        Valid("""
+            import torch
+            import torchvision.models as models
+            from torch import nn
+            class EncoderCNN(nn.Module):
+                def __init__(self, embed_size):
+                    super().__init__()
+                    resnet = models.resnet50(weights="IMAGENET1K_V2")
+                    layers = list(resnet.children())[:-1]
+                    self.cnn = nn.Sequential(*layers)
+                    self.proj = nn.Linear(resnet.fc.in_features, embed_size)
+                    self.spec = MelSpectrogram(n_mels=80)
+                def forward(self, images):
+                    with torch.no_grad():
+                        feats = self.cnn(images).flatten(1)
+                    return self.proj(feats)
+                def encode_audio(self, wav):
+                    with torch.no_grad():
+                        mel = self.spec(wav)
+                    return self.proj(mel)
+        """),
+        # a mean teacher updated from the student's weights
+        Valid("""
+            import torch
+            from torch import nn
+            class MeanTeacher(nn.Module):
+                def update(self, decay):
+                    for t_p, s_p in zip(self.net_t.parameters(), self.net_s.parameters()):
+                        t_p.data.mul_(decay).add_(s_p.data, alpha=1 - decay)
+                def forward(self, x):
+                    s_out = self.net_s(x)
+                    with torch.no_grad():
+                        t_out = self.net_t(x)
+                    return s_out, t_out
+        """),
+        # training code: TBPTT, a detached discriminator input, logging, a teacher target
+        Valid("""
+            import torch
+            import torch.nn.functional as F
+            def train(model, G, D, teacher, loader, hidden):
+                for x, y in loader:
+                    hidden = hidden.detach()
+                    out, hidden = model(x, hidden)
+                    loss = F.cross_entropy(out, y)
+                    loss.backward()
+                    print(loss.item())
+                    fake = G(x)
+                    d_loss = F.binary_cross_entropy_with_logits(D(fake.detach()), y)
+                    d_loss.backward()
+                    with torch.no_grad():
+                        soft = teacher(x)
+                    kd = F.mse_loss(model(x)[0], soft)
+                    kd.backward()
+        """),
+        # SAC temperature: the target term is detached, the trained parameter is log_alpha
+        Valid("""
+            class Agent:
+                def train_alpha(self, log_prob, target_entropy):
+                    bonus = (log_prob + target_entropy).detach()
+                    alpha_loss = -(self.log_alpha.exp() * bonus).mean()
+                    self.alpha_optimizer.zero_grad()
+                    alpha_loss.backward()
+        """),
     ]
     INVALID = [
         Invalid(
@@ -311,17 +412,125 @@ class GradientBlockedInForward(Rule):
         """,
             line=8,
         ),
+        # "my loss has no grad_fn": the loss re-created as a leaf that requires grad
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+            criterion = nn.MSELoss()
+            optimizer = torch.optim.Adam(model.parameters())
+            for x, y in loader:
+                loss = criterion(model(x), y)
+                loss = torch.tensor(loss.item(), requires_grad=True)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        """,
+            line=8,
+            message="`.item()` cuts the graph on a value that reaches `loss.backward()`",
+        ),
+        # predictions taken out with .data and wrapped in a new Variable
+        Invalid(
+            """
+            import torch.nn.functional as F
+            from torch.autograd import Variable
+            def train_epoch(net, loader, optimizer):
+                for x, y in loader:
+                    scores = net(x)
+                    pred = Variable(scores.data, requires_grad=True)
+                    loss = F.mse_loss(pred, y)
+                    optimizer.zero_grad()
+                    loss.backward()
+        """,
+            line=6,
+        ),
+        # attention-transfer distillation: each feature-map term detached before the sum
+        Invalid(
+            """
+            import torch.nn.functional as F
+            def train_step(snet, tnet, criterion_at, img, target, beta):
+                f_s, out_s = snet(img)
+                f_t, _ = tnet(img)
+                cls_loss = F.cross_entropy(out_s, target)
+                at_loss = criterion_at(f_s, f_t).detach() * beta
+                loss = cls_loss + at_loss
+                loss.backward()
+        """,
+            line=6,
+            message="this term of the loss adds nothing to the gradient",
+        ),
+        # a regulariser computed under no_grad and added to the training loss
+        Invalid(
+            """
+            import torch
+            import torch.nn.functional as F
+            class Trainer:
+                def step(self, x, y):
+                    out = self.model(x)
+                    with torch.no_grad():
+                        smooth = self.model.encoder(x).diff(dim=1).abs().mean()
+                    loss = F.cross_entropy(out, y)
+                    loss += 0.1 * smooth
+                    loss.backward()
+        """,
+            line=7,
+        ),
     ]
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self._steps = step_cuts.may_cut_in_steps(self.index.source)
+        self._classes: list[cst.ClassDef] = []
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self._classes.append(node)
+
+    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self._classes.pop()
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         owner = next(
-            (c for c in self.index.module_classes.values() if graph.is_graph_function(c, node)),
+            (c for c in self.index.module_classes.values() if cut_flow.is_graph_function(c, node)),
             None,
         )
-        if owner is None:
-            return  # not forward / a loss method / training_step of an nn.Module
-        for cut in graph.cuts_reaching_return(self.index, owner, node):
-            severity = Severity.ERROR if cut.direct else Severity.WARNING
+        if owner is not None:  # forward / a loss method / training_step of an nn.Module
+            for cut in cut_flow.cuts_reaching_return(self.index, owner, node):
+                severity = Severity.ERROR if cut.direct else Severity.WARNING
+                target = f"what `{node.name.value}()` returns"
+                self.report(
+                    cut.node,
+                    severity=severity,
+                    operation=cut.operation,
+                    target=target,
+                    consequence=UPSTREAM,
+                )
+            return
+        if not self._steps or not isinstance(node.body, cst.IndentedBlock):
+            return  # no backward() next to a cut anywhere in the file
+        if any(gradient_cuts.is_no_grad_context(self.index, d.decorator) for d in node.decorators):
+            return  # inference only
+        cls = self._classes[-1] if self._classes else None
+        info = self.index.module_classes.get(cls.name.value) if cls is not None else None
+        if info is not None and info.node is not cls:
+            info = None
+        self._report_steps(step_cuts.cuts_reaching_backward(self.index, node.body.body, info))
+
+    def leave_Module(self, original_node: cst.Module) -> None:
+        if self._steps:  # a script or notebook: the training loop at module level
+            self._report_steps(
+                step_cuts.cuts_reaching_backward(self.index, original_node.body, None)
+            )
+
+    def _report_steps(self, found: list[step_cuts.StepCut]) -> None:
+        for step in found:
+            code = cst.Module([]).code_for_node(step.backward)
+            target = f"`{code}`"
+            consequence = DEAD_TERM if step.term else NO_GRADIENT
+            severity = Severity.WARNING if step.term else Severity.ERROR
             self.report(
-                cut.node, severity=severity, operation=cut.operation, function=node.name.value
+                step.cut.node,
+                severity=severity,
+                operation=step.cut.operation,
+                target=target,
+                consequence=consequence,
             )

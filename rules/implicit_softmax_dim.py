@@ -4,7 +4,7 @@ import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.findings import Fix
-from gradlint.semantics import losses, tables
+from gradlint.semantics import softmax_dim, tables
 from gradlint.semantics.index import ModuleClass
 
 LEGACY = (
@@ -96,6 +96,13 @@ class ImplicitSoftmaxDim(Rule):
                 shifted_exp = np.exp(outputs - maxes)
                 return shifted_exp / shifted_exp.sum(axis=-1, keepdims=True)
             scores = softmax(np.zeros((1, 3)))
+        """),
+        # NumPy spelling: `axis` is an alias of `dim` for torch.softmax and Tensor.softmax
+        Valid("""
+            import torch
+            def attend(q, k, v):
+                weights = torch.softmax(q @ k.transpose(-2, -1), axis=-1)
+                return weights @ v, (q @ k.transpose(-2, -1)).log_softmax(axis=-1)
         """),
         # the dim is forwarded from the caller
         Valid("""
@@ -208,14 +215,14 @@ class ImplicitSoftmaxDim(Rule):
             items = [arg.value for arg in node.args if arg.keyword is None and not arg.star]
             self._previous.update(zip(items[1:], items[:-1]))
         owner = self._owners[-1] if self._owners else None
-        found = losses.implicit_dim(self.index, node, owner, self._previous.get(node))
+        found = softmax_dim.implicit_dim(self.index, node, owner, self._previous.get(node))
         if found is None:
             return  # not a softmax, or its dim is given
         dim = "-1 (or the class axis)" if found.intended is None else str(found.intended)
         consequence = RAISES if found.raises else LEGACY
         self.report(node, name=found.name, consequence=consequence, dim=dim, fix=self._fix(found))
 
-    def _fix(self, found: losses.ImplicitDim) -> Fix | None:
+    def _fix(self, found: softmax_dim.ImplicitDim) -> Fix | None:
         """Pass the intended axis explicitly; only when the axis is unambiguous."""
         if found.intended is None:
             return None  # cannot tell the class axis: the user must choose

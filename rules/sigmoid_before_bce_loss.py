@@ -4,10 +4,20 @@ import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.findings import Fix
-from gradlint.semantics import losses
+from gradlint.semantics import losses, model_outputs
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.names import dotted_name
 from gradlint.semantics.nodes import find
+
+WHY = {
+    losses.BCE: (
+        "log(sigmoid(x)) in two steps saturates, so confident wrong predictions get no gradient"
+    ),
+    losses.BCE_LOGITS: (
+        "it applies a sigmoid itself, so the input is squashed twice into (0.5, 0.73): the loss "
+        "cannot approach 0 and its gradient stays small"
+    ),
+}
 
 
 class SigmoidBeforeBceLoss(Rule):
@@ -15,7 +25,11 @@ class SigmoidBeforeBceLoss(Rule):
     ## What it does
     Flags `nn.BCELoss` / `F.binary_cross_entropy` applied to sigmoid outputs: at the call
     site (`criterion(torch.sigmoid(x), y)`), or through a model built in the same file whose
-    `forward` returns a sigmoid or whose `nn.Sequential` ends in `nn.Sigmoid`.
+    `forward` (or a helper such as `decode`) returns a sigmoid, whose `nn.Sequential` ends in
+    `nn.Sigmoid` (also when containers are composed), or one element of whose returned tuple
+    does (`validity, label = D(x)`). The loss may sit in a loss function or class the output
+    is passed to. Also flags `nn.BCEWithLogitsLoss` given sigmoid outputs: the sigmoid is
+    then applied twice.
 
     ## Why is this bad?
     Computing `log(sigmoid(x))` in two steps is numerically fragile. In float32 a sigmoid
@@ -25,11 +39,14 @@ class SigmoidBeforeBceLoss(Rule):
     the log-sum-exp trick and stays exact for any logit (it also accepts `pos_weight`), and
     unlike BCELoss it is allowed under mixed-precision autocast.
 
+    `BCEWithLogitsLoss` applies the sigmoid itself: given probabilities it squashes them again
+    into (0.5, 0.73), so the loss cannot approach 0 and the model barely learns.
+
     BCELoss on probabilities that do not visibly come from a sigmoid, and sigmoid used
-    only for predictions or thresholds, are not flagged.
+    only for predictions, thresholds or a printed cost, are not flagged.
 
     ## Known limitations
-    Only models and criteria built in the same file are linked to the loss call.
+    Only models, criteria and loss helpers built in the same file are linked to the loss call.
 
     ## Fix
     `--fix` rewrites the simple, local forms: `F.binary_cross_entropy(torch.sigmoid(z), y)`
@@ -41,13 +58,11 @@ class SigmoidBeforeBceLoss(Rule):
     """
 
     CODE = "GL107"
-    NEEDS = ("BCELoss", "binary_cross_entropy")  # nn.BCELoss or F.binary_cross_entropy
+    # nn.BCELoss, nn.BCEWithLogitsLoss or F.binary_cross_entropy(_with_logits)
+    NEEDS = ("BCELoss", "BCEWithLogitsLoss", "binary_cross_entropy")
     SEVERITY = Severity.WARNING
     IN_TESTS = True  # a real bug in test helpers too
-    MESSAGE = (
-        "`{loss}` is applied to {source}; log(sigmoid(x)) in two steps saturates, so confident "
-        "wrong predictions get no gradient"
-    )
+    MESSAGE = "{loss} is applied to {source}; {why}"
     HINT = (
         "Drop the sigmoid and use nn.BCEWithLogitsLoss / F.binary_cross_entropy_with_logits "
         "on the logits; apply sigmoid only for predictions"
@@ -121,6 +136,49 @@ class SigmoidBeforeBceLoss(Rule):
             def binary_cross_entropy(p, y):
                 return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()
             loss = binary_cross_entropy(sigmoid(np.zeros(4)), np.ones(4))
+        """),
+        # a GAN discriminator with two heads: the adversarial one returns logits
+        Valid("""
+            import torch
+            from torch import nn
+            class Discriminator(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.trunk = nn.Sequential(nn.Linear(784, 256), nn.LeakyReLU(0.2))
+                    self.real_or_fake = nn.Linear(256, 1)
+                    self.digit = nn.Sequential(nn.Linear(256, 10), nn.Softmax(dim=1))
+                def forward(self, img):
+                    h = self.trunk(img)
+                    return self.real_or_fake(h), self.digit(h)
+            disc = Discriminator()
+            adversarial = nn.BCEWithLogitsLoss()
+            for imgs, labels in loader:
+                realness, digit = disc(imgs)
+                loss = adversarial(realness, torch.ones_like(realness))
+        """),
+        # a loss helper that is only ever given logits
+        Valid("""
+            import torch.nn.functional as F
+            from torch import nn
+            class Scorer(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.out = nn.Linear(32, 1)
+                def forward(self, x):
+                    return self.out(x)
+            scorer = Scorer()
+            def bce(logits, target):
+                return F.binary_cross_entropy_with_logits(logits, target)
+            def step(x, y):
+                return bce(scorer(x), y)
+        """),
+        # the cost printed for the log, not backpropagated
+        Valid("""
+            import torch
+            import torch.nn.functional as F
+            for epoch in range(5):
+                probas = torch.sigmoid(x @ w)
+                print(" | Cost: %.3f" % F.binary_cross_entropy(probas, y))
         """),
     ]
     INVALID = [
@@ -219,20 +277,177 @@ class SigmoidBeforeBceLoss(Rule):
         """,
             line=10,
         ),
+        # DCGAN: the discriminator's Sequential ends in a sigmoid, run through data_parallel or not
+        Invalid(
+            """
+            import torch.nn as nn
+            class Critic(nn.Module):
+                def __init__(self, ngpu):
+                    super().__init__()
+                    self.ngpu = ngpu
+                    self.main = nn.Sequential(nn.Conv2d(3, 64, 4, 2, 1), nn.LeakyReLU(0.2),
+                                              nn.Conv2d(64, 1, 4, 1, 0), nn.Sigmoid())
+                def forward(self, x):
+                    if self.ngpu > 1:
+                        out = nn.parallel.data_parallel(self.main, x, range(self.ngpu))
+                    else:
+                        out = self.main(x)
+                    return out.view(-1)
+            critic = Critic(1)
+            bce = nn.BCELoss()
+            for real, _ in loader:
+                err_real = bce(critic(real), ones)
+        """,
+            line=17,
+            message="the output of `Critic`",
+        ),
+        # VAE: a `decode` helper ends in a sigmoid; the loss sits in a loss function
+        Invalid(
+            """
+            import torch
+            import torch.nn.functional as F
+            from torch import nn
+            class AutoEncoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.enc = nn.Linear(784, 20)
+                    self.dec = nn.Linear(20, 784)
+                def decode(self, z):
+                    return torch.sigmoid(self.dec(z))
+                def forward(self, x):
+                    z = self.enc(x)
+                    return self.decode(z), z
+            net = AutoEncoder()
+            def reconstruction_loss(recon, x):
+                return F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
+            for x, _ in loader:
+                recon, z = net(x)
+                loss = reconstruction_loss(recon, x)
+        """,
+            line=16,
+            message="passed to `reconstruction_loss` on line 19",
+        ),
+        # auxiliary-classifier GAN: the sigmoid ends one element of the returned tuple
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            class Discriminator(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.validity = nn.Sequential(nn.Linear(512, 1), nn.Sigmoid())
+                    self.label = nn.Linear(512, 10)
+                def forward(self, feats):
+                    return self.validity(feats), self.label(feats)
+            D = Discriminator()
+            adversarial_loss = torch.nn.BCELoss()
+            for feats, labels in loader:
+                validity, _ = D(feats)
+                d_loss = adversarial_loss(validity, torch.ones_like(validity))
+        """,
+            line=14,
+        ),
+        # the head is wrapped in a sigmoid after the fact (when no Wasserstein loss is used)
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            class Disc(nn.Module):
+                def __init__(self, wass=False):
+                    super().__init__()
+                    self.model = nn.Sequential(nn.Linear(64, 32), nn.LeakyReLU(), nn.Linear(32, 1))
+                    if not wass:
+                        self.model = nn.Sequential(self.model, torch.nn.Sigmoid())
+                def forward(self, x):
+                    return self.model(x)
+            disc = Disc()
+            bce_loss = torch.nn.BCELoss()
+            def d_step(x, valid):
+                return bce_loss(disc(x), valid)
+        """,
+            line=14,
+        ),
+        # a notebook calls a helper method of the model object directly
+        Invalid(
+            """
+            import torch
+            import torch.nn.functional as F
+            class GAN(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.disc = torch.nn.Sequential(torch.nn.Linear(784, 1), torch.nn.Sigmoid())
+                def discriminator_forward(self, img):
+                    return self.disc(img).view(-1)
+            model = GAN()
+            model = model.to("cuda")
+            for imgs, _ in loader:
+                pred = model.discriminator_forward(imgs)
+                loss = F.binary_cross_entropy(pred, torch.ones(imgs.size(0)))
+        """,
+            line=13,
+        ),
+        # a sigmoid in front of BCEWithLogitsLoss, which applies its own
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            class Tagger(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(128, 5)
+                def forward(self, x):
+                    return torch.sigmoid(self.fc(x))
+            tagger = Tagger()
+            loss_fn = nn.BCEWithLogitsLoss()
+            def step(x, tags):
+                return loss_fn(tagger(x), tags)
+        """,
+            line=12,
+            message="squashed twice",
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn.functional as F
+            def step(logits, y):
+                return F.binary_cross_entropy_with_logits(torch.sigmoid(logits), y)
+        """,
+            line=4,
+            fixed="""
+            import torch
+            import torch.nn.functional as F
+            def step(logits, y):
+                return F.binary_cross_entropy_with_logits(logits, y)
+        """,
+        ),
     ]
 
     def leave_Module(self, original_node: cst.Module) -> None:
+        reported: set[cst.Call] = set()
         for use in losses.loss_facts(self.index).uses:
             output = use.output
-            if use.family != losses.BCE or output is None or output.kind != losses.SIGMOID:
-                continue  # not BCELoss on a visible sigmoid
+            if use.family not in WHY or output is None or output.kind != model_outputs.SIGMOID:
+                continue  # not a binary cross-entropy on a visible sigmoid
+            if use.call in reported:
+                continue  # a loss wrapper called from several places: once is enough
+            reported.add(use.call)
+            loss, why = f"`{use.loss}`", WHY[use.family]
             if output.model is None:
-                fix = self._fix(use)
-                self.report(use.call, loss=use.loss, source="sigmoid outputs", fix=fix)
+                fix = self._fix(use) if use.via is None else None
+                source = "sigmoid outputs" + self._through(use)
+                self.report(use.call, loss=loss, source=source, why=why, fix=fix)
                 continue
             line = self.position(output.node).start.line
-            source = f"the output of `{output.model}`, which ends in a sigmoid (line {line})"
-            self.report(use.call, loss=use.loss, source=source)
+            through = self._through(use)
+            ends = f"which ends in a sigmoid (line {line})"
+            source = f"the output of `{output.model}`{through}, {ends}"
+            self.report(use.call, loss=loss, source=source, why=why)
+
+    def _through(self, use: losses.LossUse) -> str:
+        """` passed to `loss_fn` on line 12` for a loss inside a wrapper function or class."""
+        if use.via is None:
+            return ""
+        return f" passed to `{use.through}` on line {self.position(use.via).start.line}"
 
     def _fix(self, use: losses.LossUse) -> Fix | None:
         """`F.binary_cross_entropy(torch.sigmoid(z), y)` -> `F.binary_cross_entropy_with_logits(z, y)`,
@@ -243,6 +458,8 @@ class SigmoidBeforeBceLoss(Rule):
             return None  # the sigmoid is not written inline in the loss call
         code = self.context.module.code_for_node
         edits = [self.replace(use.input, code(logits))]
+        if use.family == losses.BCE_LOGITS:  # the loss applies the sigmoid itself
+            return Fix("drop the second sigmoid", tuple(edits))
         func = use.call.func
         if self.index.call_name(use.call) == BCE_FUNCTION and isinstance(func, cst.Attribute):
             edits.append(self.replace(func.attr, "binary_cross_entropy_with_logits"))

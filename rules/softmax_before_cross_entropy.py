@@ -4,17 +4,17 @@ import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.project import ClassFacts, Deferred, FileSummary
-from gradlint.semantics import losses
+from gradlint.semantics import losses, model_outputs
 
 WHAT = {
-    losses.SOFTMAX: "softmax probabilities",
-    losses.SIGMOID: "sigmoid probabilities",
-    losses.LOGITS: "raw logits",
+    model_outputs.SOFTMAX: "softmax probabilities",
+    model_outputs.SIGMOID: "sigmoid probabilities",
+    model_outputs.LOGITS: "raw logits",
 }
 ENDS_IN = {
-    losses.SOFTMAX: "softmax",
-    losses.SIGMOID: "a sigmoid",
-    losses.LOGITS: "a linear layer (raw logits)",
+    model_outputs.SOFTMAX: "softmax",
+    model_outputs.SIGMOID: "a sigmoid",
+    model_outputs.LOGITS: "a linear layer (raw logits)",
 }
 WHY_CROSS_ENTROPY = (
     "it applies log-softmax itself, so the extra softmax squashes its input into [0, 1] and "
@@ -28,10 +28,12 @@ class SoftmaxBeforeCrossEntropy(Rule):
     """
     ## What it does
     Flags `nn.CrossEntropyLoss` / `F.cross_entropy` applied to outputs that already went
-    through softmax: at the call site (`criterion(F.softmax(out, 1), y)`), or through a model
-    built in the same file whose `forward` returns softmax or whose `nn.Sequential` ends in
-    `nn.Softmax`. Also flags `nn.NLLLoss` / `F.nll_loss` on probabilities or raw logits, and
-    `log(softmax(x))` written by hand.
+    through softmax: at the call site (`criterion(F.softmax(out, 1), y)`, `exp(log_softmax(x))`),
+    or through a model built in the same file whose `forward` (or a helper method it calls)
+    returns softmax, whose `nn.Sequential` ends in `nn.Softmax` (also when containers are
+    composed), or one element of whose returned tuple does (`pred, aux = D(x)`). The loss may
+    sit in a loss function or class the output is passed to. Also flags `nn.NLLLoss` /
+    `F.nll_loss` on probabilities or raw logits, and `log(softmax(x))` written by hand.
 
     ## Why is this bad?
     Cross-entropy expects raw logits and applies log-softmax itself. A softmax in front of it
@@ -47,7 +49,8 @@ class SoftmaxBeforeCrossEntropy(Rule):
     (`F.kl_div(F.log_softmax(s), F.softmax(t))`) is fine and not flagged.
 
     ## Known limitations
-    Only models and criteria built in the same file are linked to the loss call.
+    Only models, criteria and loss helpers built in the same file are linked to the loss call
+    (a model class imported from another file of the project is looked up too).
     """
 
     CODE = "GL106"
@@ -55,7 +58,7 @@ class SoftmaxBeforeCrossEntropy(Rule):
     NEEDS = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss", "oftmax")
     SEVERITY = Severity.ERROR
     IN_TESTS = True  # a real bug in test helpers too
-    MESSAGE = "`{loss}` is applied to {source}; {why}"
+    MESSAGE = "{loss} is applied to {source}; {why}"
     HINT = (
         "Pass raw logits to CrossEntropyLoss (apply softmax only for predictions); give NLLLoss "
         "F.log_softmax(...); use log_softmax instead of log(softmax(...))"
@@ -171,6 +174,40 @@ class SoftmaxBeforeCrossEntropy(Rule):
             def cross_entropy(p, y):
                 return -np.log(p[y])
             loss = cross_entropy(softmax(np.zeros(3)), 0)
+        """),
+        # the model returns (logits, probabilities); the loss takes the logits
+        Valid("""
+            import torch
+            import torch.nn.functional as F
+            class SoftmaxRegression(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.linear = torch.nn.Linear(784, 10)
+                def forward(self, x):
+                    logits = self.linear(x)
+                    probas = F.softmax(logits, dim=1)
+                    return logits, probas
+            model = SoftmaxRegression()
+            for features, targets in train_loader:
+                logits, probas = model(features)
+                cost = F.cross_entropy(logits, targets)
+        """),
+        # a focal-loss class around CrossEntropyLoss, given logits
+        Valid("""
+            import torch
+            from torch import nn
+            class FocalLoss(nn.Module):
+                def __init__(self, gamma=2.0):
+                    super().__init__()
+                    self.gamma = gamma
+                    self.ce = nn.CrossEntropyLoss(reduction="none")
+                def forward(self, logits, target):
+                    ce = self.ce(logits, target)
+                    return ((1 - torch.exp(-ce)) ** self.gamma * ce).mean()
+            model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4))
+            criterion = FocalLoss()
+            def step(x, y):
+                return criterion(model(x), y)
         """),
     ]
     INVALID = [
@@ -306,34 +343,114 @@ class SoftmaxBeforeCrossEntropy(Rule):
             line=5,
             message="raw logits",
         ),
+        # auxiliary-classifier GAN: the class head of the returned tuple ends in softmax
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            class Discriminator(nn.Module):
+                def __init__(self, n_classes):
+                    super().__init__()
+                    self.adv_layer = nn.Sequential(nn.Linear(512, 1), nn.Sigmoid())
+                    self.aux_layer = nn.Sequential(nn.Linear(512, n_classes), nn.Softmax(dim=1))
+                def forward(self, h):
+                    return self.adv_layer(h), self.aux_layer(h)
+            discriminator = Discriminator(10)
+            auxiliary_loss = torch.nn.CrossEntropyLoss()
+            for h, labels in loader:
+                pred, aux = discriminator(h)
+                d_loss = auxiliary_loss(aux, labels)
+        """,
+            line=14,
+            message="the output of `Discriminator`, which ends in softmax (line 7)",
+        ),
+        # a custom loss class around CrossEntropyLoss receives softmax probabilities
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            class SmoothedCE(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.ce = nn.CrossEntropyLoss()
+                def forward(self, outputs, target):
+                    return 0.9 * self.ce(outputs, target) + 0.1 * outputs.mean()
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(64, 4)
+                def forward(self, x):
+                    return torch.softmax(self.fc(x), dim=1)
+            class Trainer:
+                def __init__(self):
+                    self.model = Net()
+                    self.loss_fn = SmoothedCE()
+                def train_step(self, x, y):
+                    return self.loss_fn(self.model(x), y)
+        """,
+            line=8,
+            message="passed to `self.loss_fn` on line 20",
+        ),
+        # exp(log_softmax(...)) is softmax again
+        Invalid(
+            """
+            import torch
+            import torch.nn.functional as F
+            def step(logits, target):
+                probs = torch.exp(F.log_softmax(logits, dim=1))
+                return F.cross_entropy(probs, target)
+        """,
+            line=5,
+        ),
+        # two containers composed at module level; the second ends in softmax
+        Invalid(
+            """
+            from torch import nn
+            features = nn.Sequential(nn.Linear(4, 16), nn.ReLU())
+            classifier = nn.Sequential(nn.Linear(16, 3), nn.Softmax(dim=1))
+            model = nn.Sequential(features, classifier)
+            criterion = nn.CrossEntropyLoss()
+            for x, y in loader:
+                loss = criterion(model(x), y)
+        """,
+            line=7,
+        ),
     ]
 
     def leave_Module(self, original_node: cst.Module) -> None:
         facts = losses.loss_facts(self.index)
+        reported: set[cst.Call] = set()
         for use in facts.uses:
             output = use.output
             if output is None:
                 continue  # where the input comes from is not visible
-            if output.kind == losses.IMPORTED and output.model is not None:
+            if use.call in reported:
+                continue  # a loss wrapper called from several places: once is enough
+            reported.add(use.call)
+            loss = f"`{use.loss}`"
+            if output.kind == model_outputs.IMPORTED and output.model is not None:
                 if use.family in (losses.CROSS_ENTROPY, losses.NLL):
                     self.defer(
-                        use.call, output.model, loss=use.loss, family=use.family, severity="warning"
+                        use.call, output.model, loss=loss, family=use.family, severity="warning"
                     )
                 continue  # the project phase knows what that class returns
-            if use.family == losses.CROSS_ENTROPY and output.kind == losses.SOFTMAX:
-                self._report(use.call, use.loss, output, WHY_CROSS_ENTROPY)
+            if use.family == losses.CROSS_ENTROPY and output.kind == model_outputs.SOFTMAX:
+                self._report(use.call, loss, output, WHY_CROSS_ENTROPY, through=self._through(use))
             elif use.family == losses.NLL and output.kind in WHAT:
-                self._report(use.call, use.loss, output, WHY_NLL)
+                self._report(use.call, loss, output, WHY_NLL, through=self._through(use))
         for call, output in facts.logs_of_softmax:
-            callee = cst.Module([]).code_for_node(call.func)
+            callee = "`" + cst.Module([]).code_for_node(call.func) + "`"
             self._report(call, callee, output, WHY_LOG, Severity.WARNING)  # unstable, not wrong
 
     @classmethod
     def resolve_deferred(cls, item: Deferred, facts: ClassFacts, where: FileSummary) -> str | None:
         family, loss = item.data.get("family"), item.data.get("loss")
-        if family == losses.CROSS_ENTROPY and facts.output == losses.SOFTMAX:
+        if family == losses.CROSS_ENTROPY and facts.output == model_outputs.SOFTMAX:
             why = WHY_CROSS_ENTROPY
-        elif family == losses.NLL and facts.output in (losses.SOFTMAX, losses.SIGMOID):
+        elif family == losses.NLL and facts.output in (
+            model_outputs.SOFTMAX,
+            model_outputs.SIGMOID,
+        ):
             why = WHY_NLL
         else:
             return None
@@ -345,15 +462,22 @@ class SoftmaxBeforeCrossEntropy(Rule):
         self,
         call: cst.Call,
         loss: str,
-        output: losses.Output,
+        output: model_outputs.Output,
         why: str,
         severity: Severity = Severity.ERROR,
+        through: str = "",
     ) -> None:
         what = WHAT.get(output.kind, output.kind)
         if output.model is None:
-            self.report(call, loss=loss, source=what, why=why, severity=severity)
+            self.report(call, loss=loss, source=what + through, why=why, severity=severity)
             return
         line = self.position(output.node).start.line
         ends = ENDS_IN[output.kind]
-        source = f"the output of `{output.model}`, which ends in {ends} (line {line})"
+        source = f"the output of `{output.model}`{through}, which ends in {ends} (line {line})"
         self.report(call, loss=loss, source=source, why=why, severity=Severity.WARNING)
+
+    def _through(self, use: losses.LossUse) -> str:
+        """` passed to `loss_fn` on line 12` for a loss inside a wrapper function or class."""
+        if use.via is None:
+            return ""
+        return f" passed to `{use.through}` on line {self.position(use.via).start.line}"

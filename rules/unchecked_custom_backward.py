@@ -3,7 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import custom_backward, graph
+from gradlint.semantics import custom_backward, syntax
 
 
 class UncheckedCustomBackward(Rule):
@@ -311,12 +311,12 @@ class UncheckedCustomBackward(Rule):
         self._checked: set[str] = set()
         self._aliases: dict[str, set[str]] = {}
         # "backward" in a docstring is common; a Function subclass to check is not
-        self._functions = graph.autograd_functions(self.index)
+        self._functions = custom_backward.autograd_functions(self.index)
 
     def visit_Call(self, node: cst.Call) -> None:
-        if self._functions and graph.is_gradcheck_call(self.index, node):
+        if self._functions and custom_backward.is_gradcheck_call(self.index, node):
             for arg in node.args:
-                self._checked |= graph.mentioned_names(arg.value)
+                self._checked |= syntax.mentioned_names(arg.value)
 
     def visit_Assign(self, node: cst.Assign) -> None:
         if not self._functions:
@@ -324,11 +324,11 @@ class UncheckedCustomBackward(Rule):
         for target in node.targets:
             if isinstance(target.target, cst.Name):
                 self._aliases.setdefault(target.target.value, set()).update(
-                    graph.mentioned_names(node.value)
+                    syntax.mentioned_names(node.value)
                 )
 
     def leave_Module(self, original_node: cst.Module) -> None:
-        if not self._functions or graph.is_test_path(self.context.path):
+        if not self._functions or custom_backward.is_test_path(self.context.path):
             return  # no Function subclass; or tests, which exercise the backward their own way
         checked = self._expand(self._checked)
         for name, node in self._functions.items():
@@ -357,6 +357,6 @@ class UncheckedCustomBackward(Rule):
             seen.add(name)
             function = self.index.functions.get(name)
             if function is not None:
-                todo.extend(graph.mentioned_names(function.body))
+                todo.extend(syntax.mentioned_names(function.body))
             todo.extend(self._aliases.get(name, ()))
         return seen

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import graph
+from gradlint.semantics import registration
 from gradlint.semantics.index import self_attribute, walk_statements
 
 
@@ -243,12 +243,12 @@ class UnregisteredSubmodule(Rule):
                     built.statement(small)
         if not built.on_self:
             return  # no plain list or dict on self
-        registered = graph.registering_mentions(init.body.body)
+        registered = registration.registering_mentions(init.body.body)
         for attr, held in built.on_self.items():
             if f"self.{attr}" in registered or held.alias in registered:
                 continue  # wrapped in a container or registered with add_module later
             what = {
-                graph.layer_kind(self.index, built.resolve(item))
+                registration.layer_kind(self.index, built.resolve(item))
                 for item in held.items
                 if not (isinstance(item, cst.Name) and item.value in registered)
             }
@@ -286,7 +286,7 @@ class _Containers:
             self._assign(small, small.target, small.value)
         elif isinstance(small, cst.AugAssign) and isinstance(small.operator, cst.AddAssign):
             held = self._held(small.target)
-            found = graph.container_items(small.value)
+            found = registration.container_items(small.value)
             if held is not None and found is not None:
                 held.items.extend(found[1])
         elif isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
@@ -300,7 +300,7 @@ class _Containers:
             if held is not None:
                 held.items.append(value)
             return
-        found = graph.container_items(value)
+        found = registration.container_items(value)
         attr = self_attribute(target)
         if attr is not None:
             if found is not None:
@@ -319,14 +319,14 @@ class _Containers:
 
     def _grow(self, call: cst.Call) -> None:
         func = call.func
-        if not (isinstance(func, cst.Attribute) and func.attr.value in graph.GROWTH_METHODS):
+        if not (isinstance(func, cst.Attribute) and func.attr.value in registration.GROWTH_METHODS):
             return
         held = self._held(func.value)
         if held is None or not call.args:
             return
         method, last = func.attr.value, call.args[-1].value
         if method in ("extend", "update"):
-            found = graph.container_items(last)
+            found = registration.container_items(last)
             held.items.extend(found[1] if found is not None else [])
         else:
             held.items.append(last)

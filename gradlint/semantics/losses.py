@@ -1,103 +1,66 @@
-"""Losses and the probabilities fed to them: which criterion a call applies, and whether its
-input already went through softmax, log_softmax or sigmoid.
+"""Losses and what flows into them: which criterion a call applies, and what its input is.
 
 `loss_facts(index)` walks the file's statements once (never every expression node), keeping
 for each local variable where its value came from; the result is memoised on the index, so
-the rules that ask share it. A model call (`model(x)`, `self(x)`, `self.net(x)`) is linked
-to what that model's forward returns when the model is built in this file. Anything not
-visible here gives `None` ("cannot know"). `implicit_dim` finds softmax-family calls that
-leave `dim` to PyTorch, with the axis that is clearly meant when one is.
+the rules that ask share it. Model calls are resolved by `model_outputs.Resolver`. Anything not
+visible here gives `None` ("cannot know").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 import libcst as cst
 
-from gradlint.semantics import layers, tables
+from gradlint.semantics import tables
 from gradlint.semantics.index import ModuleClass, PerFile, TorchIndex, self_attribute
+from gradlint.semantics.model_outputs import (
+    KEEPING_METHODS,
+    LOG_FUNCTIONS,
+    LOG_SOFTMAX,
+    LOGITS,
+    OUTPUT_FUNCTIONS,
+    OUTPUT_METHODS,
+    SOFTMAX,
+    Assignments,
+    Function,
+    Output,
+    Outputs,
+    Param,
+    Ref,
+    Resolver,
+    Value,
+    element_of,
+    is_kind,
+    module_value,
+)
 from gradlint.semantics.names import child_blocks, dotted_name
-from gradlint.semantics.recurrent import local_class, unwrap
+from gradlint.semantics.recurrent import unwrap
 from gradlint.semantics.training_walk import wraps
 
 NN, F = tables.NN, tables.F
 
-# what a tensor is, as far as a loss is concerned
-SOFTMAX, LOG_SOFTMAX, SIGMOID, LOGITS = "softmax", "log_softmax", "sigmoid", "logits"
-IMPORTED = "imported"  # the output of a class from another file: `model` names it
-
 # loss families and the criteria (classes and functions) of each, qualified
-CROSS_ENTROPY, NLL, BCE = "cross_entropy", "nll", "bce"
+CROSS_ENTROPY, NLL, BCE, BCE_LOGITS = "cross_entropy", "nll", "bce", "bce_with_logits"
 LOSS_MODULES: dict[str, str] = {
     NN + "CrossEntropyLoss": CROSS_ENTROPY,
     NN + "NLLLoss": NLL,
     NN + "BCELoss": BCE,
+    NN + "BCEWithLogitsLoss": BCE_LOGITS,
 }
 LOSS_FUNCTIONS: dict[str, str] = {
     F + "cross_entropy": CROSS_ENTROPY,
     F + "nll_loss": NLL,
     F + "binary_cross_entropy": BCE,
+    F + "binary_cross_entropy_with_logits": BCE_LOGITS,
 }
-
-OUTPUT_FUNCTIONS: dict[str, str] = {
-    "torch.softmax": SOFTMAX,
-    "torch.special.softmax": SOFTMAX,
-    F + "softmax": SOFTMAX,
-    "torch.log_softmax": LOG_SOFTMAX,
-    "torch.special.log_softmax": LOG_SOFTMAX,
-    F + "log_softmax": LOG_SOFTMAX,
-    **{name: SIGMOID for name, kind in tables.SATURATING_FUNCTIONS.items() if kind == "sigmoid"},
-}
-OUTPUT_METHODS: dict[str, str] = {
-    "softmax": SOFTMAX,
-    "log_softmax": LOG_SOFTMAX,
-    "sigmoid": SIGMOID,
-    "sigmoid_": SIGMOID,
-}
-OUTPUT_MODULES: dict[str, str] = {
-    NN + "Softmax": SOFTMAX,
-    NN + "LogSoftmax": LOG_SOFTMAX,
-    NN + "Sigmoid": SIGMOID,
-}
-LOG_FUNCTIONS = frozenset({"torch.log", "torch.special.log"})
-# tensor methods that reshape or cast but keep what the values mean
-KEEPING_METHODS = frozenset(
-    {
-        "view",
-        "reshape",
-        "squeeze",
-        "unsqueeze",
-        "flatten",
-        "permute",
-        "transpose",
-        "contiguous",
-        "float",
-        "double",
-        "half",
-        "to",
-        "type_as",
-        "view_as",
-        "reshape_as",
-        "t",
-        "clamp",
-        "clip",
-    }
-)
-# the attribute holding the last layer of torchvision / timm classifiers
-HEAD_ATTRIBUTES = ("fc", "classifier", "head")
+REPORT_METHODS = frozenset({"info", "debug", "warning", "add_scalar", "add_scalars", "write"})
+DATA_PARALLEL = "torch.nn.parallel.data_parallel"  # calls its first argument on the input
+EXP_FUNCTIONS = frozenset({"torch.exp", "torch.special.exp"})
 _CALL_DEPTH = 6  # calls nested deeper than this in one statement are not looked at
-
-
-@dataclass(frozen=True)
-class Output:
-    """What a tensor is: softmax/log_softmax/sigmoid probabilities or raw logits."""
-
-    kind: str
-    node: cst.CSTNode  # where the activation (or the final layer) is applied
-    model: str | None = None  # the model it came out of: a local class or "nn.Sequential"
+_ARGUMENTS = 3  # positional arguments of a call remembered for loss wrappers
+_WRAPPER_DEPTH = 3  # loss wrappers calling loss wrappers, followed this many levels
 
 
 @dataclass(frozen=True)
@@ -109,6 +72,8 @@ class LossUse:
     family: str  # CROSS_ENTROPY / NLL / BCE
     input: cst.BaseExpression
     output: Output | None  # where the input comes from; None when not visible
+    through: str | None = None  # the loss wrapper the input is passed to (`focal_loss`)
+    via: cst.Call | None = None  # where it is passed to the wrapper
 
 
 @dataclass
@@ -143,53 +108,116 @@ def input_of(call: cst.Call) -> cst.BaseExpression | None:
 
 # -- the walk ------------------------------------------------------------------------------
 
-Function = Optional[cst.FunctionDef]
-
-
-@dataclass(frozen=True)
-class _Ref:
-    """A model call whose output is looked up after the walk: `model(x)` or `self(x)`."""
-
-    key: str  # `model`, `self.net`; "" for `self(x)`
-    function: Function
-    cls: str | None  # the class whose method makes the call
-
-
-_Value = Union[Output, _Ref, None]
 _Path = tuple[int, ...]  # the blocks around a statement; a binding reaches uses below it
+_Criterion = tuple[str, str]  # (short name, family)
+_Wrapped = tuple[_Criterion, cst.Call]  # the loss a wrapper applies, and where
 
 
 @dataclass
 class _Scope:
     function: Function
     cls: ModuleClass | None
-    env: dict[str, tuple[_Path, _Value]] = field(default_factory=dict)
+    env: dict[str, tuple[_Path, Value]] = field(default_factory=dict)
+    owner: cst.ClassDef | None = None  # the class whose body holds this scope, if any
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A call that may apply a loss: decided once every assignment of the file is known."""
+
+    call: cst.Call
+    criterion: _Criterion | str  # a known loss, or the name the call goes through
+    args: tuple[cst.BaseExpression, ...]  # the first positional arguments
+    values: tuple[Value, ...]  # where each of them comes from
+    owner: cst.ClassDef | None  # the class whose method makes the call
 
 
 class _Walker:
     def __init__(self, index: TorchIndex) -> None:
         self.index = index
         self.facts = LossFacts()
-        self.assignments: dict[str, list[tuple[cst.BaseExpression, Function]]] = {}
-        self.returns: dict[cst.FunctionDef, list[_Value]] = {}
-        # (loss call, its criterion or the name it is called by, input, where the input comes from)
-        self.pending: list[tuple[cst.Call, tuple[str, str] | str, cst.BaseExpression, _Value]] = []
-        self.pending_logs: list[tuple[cst.Call, _Value]] = []
+        self.assignments: Assignments = {}
+        self.returns: dict[cst.FunctionDef, list[Value]] = {}
+        self.pending: list[_Pending] = []
+        self.pending_logs: list[tuple[cst.Call, Value]] = []
+        self.functions: dict[str, cst.FunctionDef] = {}  # module-level functions
+        self.methods: dict[cst.ClassDef, dict[str, cst.FunctionDef]] = {}
+        # (class, attribute) -> `nn.Sequential(self.<attribute>, ...)` built around it later
+        self.extended: dict[tuple[str, str], cst.BaseExpression] = {}
         self.blocks = 0
 
     def run(self) -> LossFacts:
         self._block(self.index.module.body, _Scope(None, None), ())
-        resolver = _Resolver(self)
-        for call, criterion, expr, value in self.pending:
-            found = self._criterion(criterion) if isinstance(criterion, str) else criterion
-            if found is not None:
-                loss, family = found
-                self.facts.uses.append(LossUse(call, loss, family, expr, resolver.resolve(value)))
+        resolver = Resolver(self.index, self.assignments, self.returns)
+        # loss wrappers: function -> {parameter position: the loss it feeds, and its call}
+        wrappers: dict[cst.FunctionDef, dict[int, _Wrapped]] = {}
+        waiting = list(self.pending)
+        for _ in range(_WRAPPER_DEPTH + 1):
+            later: list[_Pending] = []
+            found_wrapper = False
+            for pending in waiting:
+                found = self._criterion_of(pending, wrappers)
+                if found is None:
+                    later.append(pending)
+                    continue
+                (criterion, inner), position, through = found
+                if position >= len(pending.values):
+                    continue  # the argument is passed by keyword or `*args`
+                value = pending.values[position]
+                if isinstance(value, Param):  # inside a wrapper: its callers say what flows in
+                    wrapped = (criterion, inner or pending.call)
+                    wrappers.setdefault(value.function, {})[value.position] = wrapped
+                    found_wrapper = True
+                    continue
+                output = resolver.resolve(value)
+                loss, family = criterion
+                expr = pending.args[position]
+                call, via = (inner, pending.call) if inner is not None else (pending.call, None)
+                self.facts.uses.append(LossUse(call, loss, family, expr, output, through, via))
+            waiting = later
+            if not found_wrapper:
+                break
         for call, value in self.pending_logs:
             output = resolver.resolve(value)
             if output is not None and output.kind == SOFTMAX:
                 self.facts.logs_of_softmax.append((call, output))
         return self.facts
+
+    def _criterion_of(
+        self, pending: _Pending, wrappers: dict[cst.FunctionDef, dict[int, _Wrapped]]
+    ) -> tuple[tuple[_Criterion, cst.Call | None], int, str | None] | None:
+        """((loss, the loss call inside a wrapper), position of its input among the call's
+        arguments, wrapper name); None when the call applies no loss."""
+        if not isinstance(pending.criterion, str):
+            return (pending.criterion, None), 0, None
+        key = pending.criterion
+        direct = self._criterion(key)
+        if direct is not None:
+            return (direct, None), 0, None
+        function = self._callee(key, pending.owner)
+        fed = wrappers.get(function) if function is not None else None
+        if not fed or len(fed) != 1:
+            return None  # not a wrapper, or one feeding several losses
+        position, criterion = next(iter(fed.items()))
+        return criterion, position, key
+
+    def _callee(self, key: str, owner: cst.ClassDef | None) -> cst.FunctionDef | None:
+        """The function of this file that `key(...)` runs: a module-level function, a method
+        of the calling class (`self.loss`), or the forward of a local class instance."""
+        if key in self.functions:
+            return self.functions[key]
+        if key.startswith("self.") and owner is not None:
+            method = self.methods.get(owner, {}).get(key[5:])
+            if method is not None:
+                return method
+        assigned = [unwrap(v) for v, _ in self.assignments.get(key, [])]
+        if len(assigned) != 1 or not isinstance(assigned[0], cst.Call):
+            return None  # not built here, or built in several places
+        node = self.index.classes.get(dotted_name(assigned[0].func) or "")
+        if node is None:
+            return None  # not a class of this file
+        methods = self.methods.get(node, {})
+        return methods.get("forward") or methods.get("__call__")
 
     def _block(self, statements: Sequence[cst.CSTNode], scope: _Scope, path: _Path) -> None:
         for statement in statements:
@@ -197,20 +225,53 @@ class _Walker:
                 for small in statement.body:
                     self._small(small, scope, path)
             elif isinstance(statement, cst.FunctionDef):
-                inner = _Scope(statement, scope.cls if scope.function is None else None)
-                self._children(statement, inner, ())
+                self._function(statement, scope)
             elif isinstance(statement, cst.ClassDef):
                 info = self.index.module_classes.get(statement.name.value)
                 owner = info if info is not None and info.node is statement else None
-                self._children(statement, _Scope(None, owner), ())
+                self._children(statement, _Scope(None, owner, owner=statement), ())
             elif isinstance(statement, (cst.With, cst.Try)):
                 # a with-body and a try-body always start: their bindings reach what follows
                 self._block(_body(statement), scope, path)
                 for block in list(child_blocks(statement))[1:]:
                     self._nested(block, scope, path)
+            elif isinstance(statement, cst.If) and isinstance(statement.orelse, cst.Else):
+                self._if_else(statement, statement.orelse, scope, path)
             elif isinstance(statement, cst.BaseCompoundStatement):
                 self._kill_loop_target(statement, scope, path)
                 self._children(statement, scope, path)
+
+    def _function(self, function: cst.FunctionDef, scope: _Scope) -> None:
+        method = scope.function is None and scope.owner is not None
+        if method and scope.owner is not None:
+            self.methods.setdefault(scope.owner, {})[function.name.value] = function
+        elif scope.function is None:
+            self.functions.setdefault(function.name.value, function)
+        inner = _Scope(function, scope.cls if method else None, owner=scope.owner)
+        params = list(function.params.params)
+        static = any(dotted_name(d.decorator) == "staticmethod" for d in function.decorators)
+        if method and not static:
+            params = params[1:]  # self / cls
+        for position, param in enumerate(params):
+            inner.env[param.name.value] = ((), Param(function, position))
+        self._children(function, inner, ())
+
+    def _if_else(self, node: cst.If, orelse: cst.Else, scope: _Scope, path: _Path) -> None:
+        """A name both branches bind to the same kind of value holds it after the `if`
+        (`output = data_parallel(self.main, x)` / `output = self.main(x)`)."""
+        bound: list[dict[str, Value]] = []
+        for block in (node.body.body, orelse.body.body):
+            before = dict(scope.env)
+            self._nested(block, scope, path)
+            bound.append({n: v[1] for n, v in scope.env.items() if before.get(n) is not v})
+        for name, value in bound[0].items():
+            other = bound[1].get(name)
+            if isinstance(value, Output) and isinstance(other, Output):
+                same = value.kind == other.kind
+            else:
+                same = value is not None and value == other
+            if same:
+                scope.env[name] = (path, value)
 
     def _children(self, statement: cst.CSTNode, scope: _Scope, path: _Path) -> None:
         for block in child_blocks(statement):
@@ -226,6 +287,8 @@ class _Walker:
             value = small.value
         elif isinstance(small, (cst.Assign, cst.AnnAssign, cst.AugAssign)):
             value = small.value
+        if isinstance(small, cst.Expr) and _is_report(value):
+            value = None  # `print(" | Cost: %.3f" % F.binary_cross_entropy(p, y))`: no gradient
         if value is not None:
             for call in _calls_in(value, _CALL_DEPTH):
                 self._call(call, scope, path)
@@ -244,15 +307,24 @@ class _Walker:
         self, target: cst.BaseExpression, value: cst.BaseExpression, scope: _Scope, path: _Path
     ) -> None:
         key = dotted_name(target)
+        if key is not None and _extends(self.index, value, key):
+            self.assignments[key] = [(value, scope.function)]  # what it was now runs first
+            if key.startswith("self.") and scope.cls is not None:
+                self.extended[(scope.cls.name, key[5:])] = value
         # `model = model.to(device)`, `model = DDP(model)` keep the model that `model` names
-        if key is not None and not wraps(value, key):
+        elif key is not None and not wraps(value, key):
             self.assignments.setdefault(key, []).append((value, scope.function))
         if isinstance(target, cst.Name):
             scope.env[target.value] = (path, self._value(value, scope, path))
         elif isinstance(target, (cst.Tuple, cst.List)):
-            for element in target.elements:
+            whole = self._value(value, scope, path)
+            unpacked = isinstance(whole, (Outputs, Ref)) and not any(
+                isinstance(e, cst.StarredElement) for e in target.elements
+            )
+            for position, element in enumerate(target.elements):
                 if isinstance(element.value, cst.Name):
-                    scope.env[element.value.value] = (path, None)
+                    got = element_of(whole, position) if unpacked else None
+                    scope.env[element.value.value] = (path, got)
 
     def _kill_loop_target(self, statement: cst.CSTNode, scope: _Scope, path: _Path) -> None:
         if isinstance(statement, cst.For):
@@ -276,28 +348,53 @@ class _Walker:
             return  # no input, or `*args`
         built = self.index.call_name(call.func)  # `nn.CrossEntropyLoss()(x, y)`
         key = dotted_name(call.func)
-        criterion: tuple[str, str] | str | None = None
+        criterion: _Criterion | str | None = None
+        args: tuple[cst.BaseExpression, ...] = (expr,)
         if name in LOSS_FUNCTIONS:
             criterion = _short(name), LOSS_FUNCTIONS[name]
         elif built in LOSS_MODULES:
             criterion = _short(built), LOSS_MODULES[built]
         elif name is None and key not in (None, "self"):
             criterion = key  # `criterion(x, y)`: looked up once every assignment is known
+            args = _positional(call)
         if criterion is not None:
-            self.pending.append((call, criterion, expr, self._value(expr, scope, path)))
+            values = tuple(self._value(a, scope, path) for a in args)
+            self.pending.append(_Pending(call, criterion, args, values, scope.owner))
 
-    def _criterion(self, key: str) -> tuple[str, str] | None:
-        """(short name, family) when every assignment of `key` in the file builds one loss."""
-        names = {self.index.call_name(unwrap(v)) for v, _ in self.assignments.get(key, [])}
-        if len(names) == 1 and (only := names.pop()) in LOSS_MODULES:
+    def _criterion(self, key: str) -> _Criterion | None:
+        """(short name, family) when every assignment of `key` in the file builds one loss
+        (`criterion = nn.BCELoss()`) or names a loss function (`loss_fn = F.cross_entropy`)."""
+        names = set()
+        for value, _ in self.assignments.get(key, []):
+            value = unwrap(value)
+            names.add(self.index.call_name(value) or _function_name(self.index, value))
+        if len(names) != 1:
+            return None
+        only = names.pop()
+        if only in LOSS_MODULES:
             return _short(only), LOSS_MODULES[only]
+        if only is not None and only.startswith("function:") and only[9:] in LOSS_FUNCTIONS:
+            return _short(only), LOSS_FUNCTIONS[only[9:]]
         return None
 
     # -- values -------------------------------------------------------------------------
 
-    def _value(
-        self, node: cst.BaseExpression, scope: _Scope, path: _Path, depth: int = 0
-    ) -> _Value:
+    def _module_call(self, module: cst.BaseExpression, call: cst.Call, scope: _Scope) -> Value:
+        """What calling `module` (`self.fc`, `self.decode`, `self`) returns."""
+        attr = self_attribute(module)
+        if attr is None:
+            key = dotted_name(module)
+            return Ref(key, scope.function, scope.cls.name if scope.cls else None) if key else None
+        if scope.cls is None:
+            return Ref(f"self.{attr}", None, None)  # a trainer class's `self.model`
+        if attr in scope.cls.attrs:
+            built = self.extended.get((scope.cls.name, attr), scope.cls.attrs[attr])
+            return module_value(self.index, built, call)
+        if attr in scope.cls.methods:  # a helper method: `self.decode(z)`
+            return Ref("", scope.function, scope.cls.name, attr)
+        return None  # a layer or helper this file does not show
+
+    def _value(self, node: cst.BaseExpression, scope: _Scope, path: _Path, depth: int = 0) -> Value:
         if depth > _CALL_DEPTH:
             return None  # long method chains: what they compute is not followed
         if isinstance(node, cst.Name):
@@ -306,7 +403,15 @@ class _Walker:
                 return None  # never bound here, or bound in a branch that may not have run
             return bound[1]
         if isinstance(node, cst.Subscript):
-            return self._value(node.value, scope, path, depth + 1)
+            inner = self._value(node.value, scope, path, depth + 1)
+            element = _literal_index(node)
+            if element is not None:
+                return element_of(inner, element)  # `D(x)[0]`, `outputs[-1]`
+            return None if isinstance(inner, Outputs) else inner
+        if isinstance(node, cst.Tuple):
+            return Outputs(
+                tuple(self._value(e.value, scope, path, depth + 1) for e in node.elements)
+            )
         if isinstance(node, cst.IfExp):
             body = self._value(node.body, scope, path, depth + 1)
             orelse = self._value(node.orelse, scope, path, depth + 1)
@@ -317,128 +422,90 @@ class _Walker:
             return self._call_value(node, scope, path, depth + 1)
         return None
 
-    def _call_value(self, call: cst.Call, scope: _Scope, path: _Path, depth: int) -> _Value:
+    def _call_value(self, call: cst.Call, scope: _Scope, path: _Path, depth: int) -> Value:
         name = self.index.call_name(call)
         if name in OUTPUT_FUNCTIONS:
             return Output(OUTPUT_FUNCTIONS[name], call)
         if name in LOG_FUNCTIONS:
             operand = input_of(call)
             inner = self._value(operand, scope, path, depth + 1) if operand is not None else None
-            return Output(LOG_SOFTMAX, call) if _is_kind(inner, SOFTMAX) else None
+            return Output(LOG_SOFTMAX, call) if is_kind(inner, SOFTMAX) else None
+        if name in EXP_FUNCTIONS:
+            operand = input_of(call)
+            inner = self._value(operand, scope, path, depth + 1) if operand is not None else None
+            return Output(SOFTMAX, call) if is_kind(inner, LOG_SOFTMAX) else None
         if name == F + "linear":
             return Output(LOGITS, call)
+        if name == DATA_PARALLEL and call.args:  # `data_parallel(self.main, x, gpus)`
+            return self._module_call(call.args[0].value, call, scope)
         if name is not None:
             return None  # another torch function: the values mean something else
         func = call.func
-        attr = self_attribute(func)
-        if attr is not None:
-            if scope.cls is None:
-                return _Ref(f"self.{attr}", None, None)  # a trainer class's `self.model`
-            if attr not in scope.cls.attrs:
-                return None  # a layer or helper this file does not show
-            return _module_value(self.index, scope.cls.attrs[attr], call)
+        if self_attribute(func) is not None:
+            return self._module_call(func, call, scope)
         if isinstance(func, cst.Name) and func.value == "self":
-            return _Ref("", scope.function, scope.cls.name if scope.cls else None)
+            return Ref("", scope.function, scope.cls.name if scope.cls else None)
         if isinstance(func, cst.Attribute):
             method = func.attr.value
             if method in OUTPUT_METHODS:
                 return Output(OUTPUT_METHODS[method], call)
+            if method == "exp" and not call.args:
+                inner = self._value(func.value, scope, path, depth + 1)
+                return Output(SOFTMAX, call) if is_kind(inner, LOG_SOFTMAX) else None
             if method in KEEPING_METHODS:
                 return self._value(func.value, scope, path, depth + 1)
         key = dotted_name(func)
-        return _Ref(key, scope.function, scope.cls.name if scope.cls else None) if key else None
+        return Ref(key, scope.function, scope.cls.name if scope.cls else None) if key else None
 
 
-def _module_value(index: TorchIndex, built: cst.BaseExpression, call: cst.CSTNode) -> _Value:
-    """What calling the module that `built` constructs returns (`call`: where it is called)."""
-    built = unwrap(built)
-    name = index.call_name(built)
-    if name in OUTPUT_MODULES:
-        return Output(OUTPUT_MODULES[name], call)
-    if name in tables.DENSE_LAYERS:
-        return Output(LOGITS, call)
-    if name == tables.SEQUENTIAL:
-        stack = layers.sequence(index, built) or []
-        last = next((layer for layer in reversed(stack) if not _is_dropout(index, layer)), None)
-        if last is None or not isinstance(last.node, cst.BaseExpression):
-            return None
-        value = _module_value(index, last.node, call)
-        if isinstance(value, Output):
-            return Output(value.kind, last.node, value.model or "nn.Sequential")
-        return value
-    local = local_class(index, built)
-    return _Ref("", None, local) if local is not None else None
+def _extends(index: TorchIndex, value: cst.BaseExpression, key: str) -> bool:
+    """`self.model = nn.Sequential(self.model, nn.Sigmoid())`: a container around itself."""
+    return (
+        isinstance(value, cst.Call)
+        and index.call_name(value) == tables.SEQUENTIAL
+        and any(dotted_name(arg.value) == key for arg in value.args)
+    )
 
 
-class _Resolver:
-    """Turns model calls into what the model's forward returns, once the walk is done."""
-
-    def __init__(self, walker: _Walker) -> None:
-        self.walker = walker
-        self.index = walker.index
-
-    def resolve(self, value: _Value, seen: frozenset[str] = frozenset()) -> Output | None:
-        if not isinstance(value, _Ref):
-            return value
-        if value.key == "":
-            return self._class_output(value.cls, seen)
-        pairs = self.walker.assignments.get(value.key, [])
-        pairs = [p for p in pairs if p[1] is value.function] or pairs
-        if not pairs or value.key in seen:
-            return None  # a parameter or a model built elsewhere
-        seen = seen | {value.key}
-        built = [_module_value(self.index, v, v) for v, _ in pairs]
-        if all(isinstance(v, cst.Call) for v, _ in pairs) and not any(built):
-            head = self._replaced_head(value.key, seen)  # `models.resnet50()` and the like
-            return head if head is not None else self._imported(pairs)
-        got = [self.resolve(b, seen) for b in built]
-        first = got[0]
-        if first is None or any(g is None or g.kind != first.kind for g in got):
-            return None
-        return first
-
-    def _imported(self, pairs: list[tuple[cst.BaseExpression, Function]]) -> Output | None:
-        """`model = Net()` with `Net` imported from another module: the project phase knows
-        what its forward returns (`Output.model` holds the name as the imports spell it)."""
-        if len(pairs) != 1:
-            return None
-        value = unwrap(pairs[0][0])
-        name = self.index.call_name(value)
-        if name is None or name.startswith(("torch", "lightning")):
-            return None
-        return Output(IMPORTED, value, name)
-
-    def _replaced_head(self, key: str, seen: frozenset[str]) -> Output | None:
-        """`model = models.resnet50(); model.fc = nn.Sequential(..., nn.Softmax(1))`: the
-        replaced head is the last layer of torchvision and timm classifiers."""
-        heads = [f"{key}.{h}" for h in HEAD_ATTRIBUTES if f"{key}.{h}" in self.walker.assignments]
-        if len(heads) != 1:
-            return None
-        output = self.resolve(_Ref(heads[0], None, None), seen)
-        return Output(output.kind, output.node, heads[0]) if output else None
-
-    def _class_output(self, name: str | None, seen: frozenset[str]) -> Output | None:
-        info = self.index.module_classes.get(name or "")
-        if info is None or info.forward is None or info.name in seen:
-            return None
-        returns = self.walker.returns.get(info.forward, [])
-        got = [self.resolve(r, seen | {info.name}) for r in returns]
-        if not got or any(g is None for g in got):
-            return None
-        kinds = {g.kind for g in got if g is not None}
-        first = got[0]
-        if len(kinds) != 1 or first is None:
-            return None  # e.g. softmax only when not training: the loss sees logits
-        return Output(first.kind, first.node, info.name)
+def _is_report(value: cst.BaseExpression | None) -> bool:
+    """`print(...)`, `logger.info(...)`, `writer.add_scalar(...)`: shown, never backpropagated."""
+    if not isinstance(value, cst.Call):
+        return False
+    func = value.func
+    if isinstance(func, cst.Name):
+        return func.value == "print"
+    return isinstance(func, cst.Attribute) and func.attr.value in REPORT_METHODS
 
 
-def _is_kind(value: _Value, kind: str) -> bool:
-    return isinstance(value, Output) and value.kind == kind
+def _positional(call: cst.Call) -> tuple[cst.BaseExpression, ...]:
+    """The first positional arguments of a call, up to the first `*args`."""
+    found: list[cst.BaseExpression] = []
+    for arg in call.args:
+        if arg.keyword is not None or arg.star or len(found) == _ARGUMENTS:
+            break
+        found.append(arg.value)
+    return tuple(found)
 
 
-def _is_dropout(index: TorchIndex, layer: layers.Layer) -> bool:
-    name = index.call_name(layer.node) or ""
-    return name.startswith(NN + "Dropout") or name in (NN + "AlphaDropout", NN + "Identity")
+def _literal_index(node: cst.Subscript) -> int | None:
+    """`i` for `x[i]` with a literal integer `i` (negative included), else None."""
+    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+        return None
+    value = node.slice[0].slice.value
+    sign = 1
+    if isinstance(value, cst.UnaryOperation) and isinstance(value.operator, cst.Minus):
+        sign, value = -1, value.expression
+    if isinstance(value, cst.Integer):
+        return sign * int(value.evaluated_value)
+    return None
+
+
+def _function_name(index: TorchIndex, node: cst.BaseExpression) -> str | None:
+    """ "function:<qualified name>" for a function named without calling it (`F.nll_loss`)."""
+    if isinstance(node, (cst.Name, cst.Attribute)):
+        qualified = index.qualified(node)
+        return f"function:{qualified}" if qualified is not None else None
+    return None
 
 
 def _short(name: str | None) -> str:
@@ -476,93 +543,3 @@ def _calls_in(expr: cst.BaseExpression, depth: int) -> Iterator[cst.Call]:
         yield from _calls_in(expr.right, depth - 1)
     elif isinstance(expr, (cst.UnaryOperation, cst.Await)):
         yield from _calls_in(expr.expression, depth - 1)
-
-
-# -- softmax without `dim` ------------------------------------------------------------------
-
-# `dim=None` by default: PyTorch guesses the axis and warns (legacy `_get_softmax_dim`)
-IMPLICIT_DIM_MODULES = frozenset({NN + "Softmax", NN + "LogSoftmax", NN + "Softmin"})
-IMPLICIT_DIM_FUNCTIONS = frozenset({F + "softmax", F + "log_softmax", F + "softmin"})
-# no default at all: leaving `dim` out raises TypeError
-REQUIRED_DIM_FUNCTIONS = frozenset(
-    {"torch.softmax", "torch.log_softmax", "torch.special.softmax", "torch.special.log_softmax"}
-)
-REQUIRED_DIM_METHODS = frozenset({"softmax", "log_softmax"})
-
-
-@dataclass(frozen=True)
-class ImplicitDim:
-    """A softmax-family call that leaves `dim` to PyTorch (or forgets the required one)."""
-
-    call: cst.Call  # add `dim=...` to this call's arguments
-    name: str  # the callee as written: `nn.Softmax`, `F.log_softmax`, `x.softmax`
-    raises: bool  # torch.softmax / Tensor.softmax: no default, the call raises TypeError
-    intended: int | None  # the axis clearly meant (-1 after Linear or `@`, 1 after a conv)
-
-
-def legacy_softmax_dim(ndim: int) -> int:
-    """The axis PyTorch picks when `dim` is None (torch.nn.functional._get_softmax_dim)."""
-    return 0 if ndim in (0, 1, 3) else 1
-
-
-def implicit_dim(
-    index: TorchIndex,
-    call: cst.Call,
-    owner: ModuleClass | None = None,
-    previous: cst.CSTNode | None = None,
-) -> ImplicitDim | None:
-    """The call, when it is a softmax without `dim`; `previous` is the layer before it in an
-    nn.Sequential, `owner` the module class whose layers `self.fc(x)` refers to."""
-    if any(arg.star for arg in call.args):
-        return None  # `*args` / `**kwargs` may carry dim
-    name = index.call_name(call)
-    if name in IMPLICIT_DIM_MODULES:
-        dim_at, raises, operand = 0, False, None
-    elif name in IMPLICIT_DIM_FUNCTIONS or name in REQUIRED_DIM_FUNCTIONS:
-        dim_at, raises, operand = 1, name in REQUIRED_DIM_FUNCTIONS, input_of(call)
-    elif (
-        name is None
-        and isinstance(call.func, cst.Attribute)
-        and call.func.attr.value in REQUIRED_DIM_METHODS
-        and self_attribute(call.func) is None
-    ):
-        dim_at, raises, operand = 0, True, call.func.value
-    else:
-        return None
-    if _has_dim(call, dim_at):
-        return None
-    intended = _axis_after(index, previous) if previous is not None else None
-    if operand is not None:
-        intended = _axis_of(index, operand, owner)
-    spelled = cst.Module([]).code_for_node(call.func)
-    return ImplicitDim(call, spelled, raises, intended)
-
-
-def _has_dim(call: cst.Call, position: int) -> bool:
-    positional = [a.value for a in call.args if a.keyword is None]
-    keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
-    dim = keywords.get("dim", positional[position] if len(positional) > position else None)
-    return dim is not None and not (isinstance(dim, cst.Name) and dim.value == "None")
-
-
-def _axis_of(
-    index: TorchIndex, operand: cst.BaseExpression, owner: ModuleClass | None
-) -> int | None:
-    """The class/feature axis of a tensor computed by a visible layer, else None."""
-    if isinstance(operand, cst.BinaryOperation):
-        return -1 if isinstance(operand.operator, cst.MatrixMultiply) else None
-    if not isinstance(operand, cst.Call):
-        return None
-    if index.call_name(operand) in (F + "linear", "torch.matmul", "torch.bmm"):
-        return -1
-    attr = self_attribute(operand.func)
-    if attr is not None and owner is not None and attr in owner.attrs:
-        return _axis_after(index, owner.attrs[attr])
-    return None
-
-
-def _axis_after(index: TorchIndex, layer: cst.CSTNode) -> int | None:
-    name = index.call_name(layer)
-    if name not in tables.DENSE_LAYERS:
-        return None
-    return 1 if "Conv" in name else -1  # conv outputs put channels at 1, Linear features last
