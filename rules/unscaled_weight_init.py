@@ -3,7 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import init_scale, layers, tables
+from gradlint.semantics import init_draws, init_sites, layers, tables
 from gradlint.semantics.index import ModuleClass
 
 WEIGHT_LAYERS = tables.DENSE_LAYERS | tables.RNN_LAYERS
@@ -284,13 +284,13 @@ class UnscaledWeightInit(Rule):
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
-        facts = init_scale.init_facts(self.index)
+        facts = init_sites.init_facts(self.index)
         for site in facts.sites:
             self._check_site(site)
         for info in self.index.module_classes.values():
             self._check_parameters(info, facts.drawn)
 
-    def _check_site(self, site: init_scale.InitSite) -> None:
+    def _check_site(self, site: init_sites.InitSite) -> None:
         if site.call is None:
             return  # sign flips
         if site.is_self_tensor:
@@ -298,7 +298,7 @@ class UnscaledWeightInit(Rule):
                 return  # a custom module's tensor not used as a weight matrix
         elif not site.param.startswith("weight"):
             return  # biases: a bias adds, it does not sum over fan-in
-        found = init_scale.draw(self.index, site.call)
+        found = init_draws.draw(self.index, site.call)
         if found is None or found.kind == "constant":
             return  # other inits, non-literal arguments; constants are GL102's business
         if found.rms < self.options["std"]:
@@ -313,21 +313,21 @@ class UnscaledWeightInit(Rule):
             layers.RNN,
         ):
             return  # a layer we cannot see being built
-        fan_in = init_scale.fan_in(self.index, site.constructor)
+        fan_in = init_draws.fan_in(self.index, site.constructor)
         if fan_in is not None and fan_in * found.rms**2 <= 2:
             return  # a tiny fan-in: the variance stays at or below He's 2/fan_in
-        self.report(site.node, target=init_scale.target_text(site), distribution=found.text)
+        self.report(site.node, target=init_sites.target_text(site), distribution=found.text)
 
-    def _is_own_matrix(self, site: init_scale.InitSite) -> bool:
+    def _is_own_matrix(self, site: init_sites.InitSite) -> bool:
         """`self.W = nn.Parameter(...)` used in F.linear / `@` by the same module."""
         if (
             site.cls is None
             or self.index.call_name(site.constructor or cst.Name("_")) != tables.PARAMETER
         ):
             return False
-        if init_scale.has_manual_scale(self.index, site.cls):
+        if init_draws.has_manual_scale(self.index, site.cls):
             return False  # products rescaled by `self.scale = d ** -0.5`
-        return site.param in init_scale.matrix_operands(site.cls)
+        return site.param in init_sites.matrix_operands(site.cls)
 
     def _check_parameters(self, info: ModuleClass, drawn: set[tuple[str, str]]) -> None:
         candidates: dict[str, tuple[cst.Call, str]] = {}
@@ -338,13 +338,13 @@ class UnscaledWeightInit(Rule):
                 continue  # not an nn.Parameter built here
             if not value.args:
                 continue  # not an nn.Parameter built here
-            distribution = init_scale.unscaled_random_tensor(self.index, value.args[0].value)
+            distribution = init_draws.unscaled_random_tensor(self.index, value.args[0].value)
             if distribution is not None:
                 candidates[attr] = (value, distribution)
         if not candidates:
             return
-        matrices = init_scale.matrix_operands(info)
-        if not matrices or init_scale.has_manual_scale(self.index, info):
+        matrices = init_sites.matrix_operands(info)
+        if not matrices or init_draws.has_manual_scale(self.index, info):
             return  # no weight matrix, or products rescaled by `self.scale = d ** -0.5`
         for attr, (value, distribution) in candidates.items():
             if attr in matrices:  # used as a weight matrix
