@@ -270,3 +270,100 @@ class _ScaleFinder(cst.CSTVisitor):
     def visit_Call(self, node: cst.Call) -> None:
         if (self.index.call_name(node) or "").endswith(".sqrt"):
             self.found = True
+
+
+# -- tensors whose every element is the same -----------------------------------------------
+
+_CONSTANT_FACTORIES = {
+    "torch.zeros": 0.0,
+    "torch.zeros_like": 0.0,
+    "torch.ones": 1.0,
+    "torch.ones_like": 1.0,
+    "torch.full": math.nan,
+    "torch.full_like": math.nan,
+}
+_TENSOR_LITERALS = frozenset(
+    {"torch.tensor", "torch.Tensor", "torch.FloatTensor", "torch.as_tensor"}
+)
+# tensor methods that keep the values: `torch.zeros(3, 4).cuda()`, `.float()`, `.to(device)`
+KEEPS_VALUES = frozenset(
+    {"to", "cuda", "cpu", "float", "double", "half", "requires_grad_", "detach", "clone", "long"}
+)
+
+
+@dataclass(frozen=True)
+class ConstantTensor:
+    """A tensor built with one value everywhere: `torch.zeros(a, b)`, `torch.full(s, 0.5)`."""
+
+    value: float | None  # None when the value is not a literal (`torch.full(s, c)`)
+    rank: int | None  # number of dimensions, when written out
+
+    @property
+    def text(self) -> str:
+        if self.value == 0:
+            return "zeros"
+        if self.value == 1:
+            return "ones"
+        return "a constant" if self.value is None else f"the constant {self.value:g}"
+
+
+def constant_tensor(index: TorchIndex, node: cst.BaseExpression) -> ConstantTensor | None:
+    """What `node` builds when every element is the same value; None otherwise or unknown."""
+    node = keep_values(node)
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
+        for tensor, factor in ((node.left, node.right), (node.right, node.left)):
+            inner = constant_tensor(index, tensor)
+            scale = number(index, factor)
+            if inner is not None and scale is not None:
+                scaled = None if inner.value is None else inner.value * scale
+                return ConstantTensor(scaled, inner.rank)
+        return None
+    if not isinstance(node, cst.Call) or has_star(node):
+        return None
+    name = index.call_name(node)
+    if name == tables.PARAMETER and node.args:
+        return constant_tensor(index, node.args[0].value)
+    if name in _CONSTANT_FACTORIES:
+        value: float | None = _CONSTANT_FACTORIES[name]
+        size_args = [a.value for a in node.args if a.keyword is None]
+        if name.startswith("torch.full"):
+            fill = argument(node, 1, "fill_value")
+            value = number(index, fill) if fill is not None else None
+            size_args = size_args[:1]
+        if name.endswith("_like"):
+            return ConstantTensor(value, None)
+        if len(size_args) == 1 and isinstance(size_args[0], (cst.Tuple, cst.List)):
+            return ConstantTensor(value, len(size_args[0].elements))
+        return ConstantTensor(value, len(size_args) if size_args else None)
+    if name in _TENSOR_LITERALS and len(node.args) == 1 and node.args[0].keyword is None:
+        values, rank = _literal_values(index, node.args[0].value)
+        if values is not None and len(values) >= 2 and len(set(values)) == 1:
+            return ConstantTensor(values[0], rank)
+    return None
+
+
+def keep_values(node: cst.BaseExpression) -> cst.BaseExpression:
+    """`torch.zeros(3, 4)` for `torch.zeros(3, 4).cuda().float()`."""
+    while (
+        isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value in KEEPS_VALUES
+    ):
+        node = node.func.value
+    return node
+
+
+def _literal_values(index: TorchIndex, node: cst.BaseExpression) -> tuple[list[float] | None, int]:
+    """The numbers of a nested list literal and its depth; None when one is not a number."""
+    if not isinstance(node, (cst.List, cst.Tuple)):
+        value = number(index, node)
+        return (None, 0) if value is None else ([value], 0)
+    values: list[float] = []
+    depth = 0
+    for element in node.elements:
+        inner, inner_depth = _literal_values(index, element.value)
+        if inner is None:
+            return None, 0
+        values.extend(inner)
+        depth = max(depth, inner_depth)
+    return values, depth + 1

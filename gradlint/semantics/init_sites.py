@@ -1,8 +1,9 @@
 """Parameters and every write to them: each init call on a layer's weight or bias, on a
-module's own `nn.Parameter`, and the sign flips (`w.data = -w.data.abs()`), with what is known
-about the layer (its constructor, the isinstance/type guard of a sweep, the model it sweeps);
-and which `self.<attr>` tensors a module uses as weight matrices. One walk per file, cached on
-the index."""
+module's own `nn.Parameter`, constant tensors assigned to a layer's weight
+(`fc.weight = nn.Parameter(torch.zeros(...))`) and the sign flips (`w.data = -w.data.abs()`),
+with what is known about the layer (its constructor, the type guard of a sweep, the model it
+sweeps, whether it feeds another weight layer), seen through variables
+(`layer = model.features[0]`). One walk per file, cached on the index."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from dataclasses import dataclass, field, replace
 
 import libcst as cst
 
-from gradlint.semantics import init
+from gradlint.semantics import init, layers, tables
 from gradlint.semantics.index import ModuleClass, PerFile, TorchIndex, self_attribute
+from gradlint.semantics.init_draws import constant_tensor, keep_values
+from gradlint.semantics.layer_guards import is_layer_test, layer_guards
 from gradlint.semantics.names import child_blocks, dotted_name
-from gradlint.semantics.nodes import walk_visitor
 
 UNKNOWN = "?"
 
@@ -42,11 +44,14 @@ class InitSite:
     cls: ModuleClass | None  # the nn.Module class whose code runs the call
     layer_attr: str | None  # `fc` for `self.fc.weight`
     constructor: cst.BaseExpression | None  # the layer's constructor, when visible
-    types: frozenset[str]  # isinstance() types guarding the layer variable (a sweep)
+    types: frozenset[str]  # isinstance()/type()/class-name types guarding the layer variable
     sweep: str | None  # `self` for a `self.modules()` loop / `self.apply(f)`; the applied-to
     # variable for `model.apply(f)`; `?` when the sweep's model is unknown; None otherwise
     model: cst.BaseExpression | None = None  # what built the swept variable (`nn.Sequential(..)`)
     is_self_tensor: bool = False  # `self.<param>` itself: a custom layer's own nn.Parameter
+    narrowed: bool = False  # an `if` that is not a type test picks some layers (`"head" in n`)
+    hidden: bool | None = None  # the layer, an element of an nn.Sequential, feeds a later
+    # weight layer of it (True) or ends it (False); None when not known that way
 
 
 def target_text(site: InitSite) -> str:
@@ -61,6 +66,8 @@ class InitFacts:
     sites: list[InitSite] = field(default_factory=list)
     # (class, attr) of every `self.<attr>` tensor set by an init call (re-init of nn.Parameter)
     drawn: set[tuple[str, str]] = field(default_factory=set)
+    # attribute names of other objects' tensors set by an init call (`module.text_projection`)
+    drawn_names: set[str] = field(default_factory=set)
 
 
 _FACTS: PerFile[InitFacts] = PerFile("init_sites._FACTS")
@@ -82,6 +89,7 @@ class _Ctx:
     loops: dict[str, str] = field(default_factory=dict)  # loop variable -> `self` / model
     guards: dict[str, frozenset[str]] = field(default_factory=dict)
     local: dict[str, cst.BaseExpression] = field(default_factory=dict)
+    narrowed: bool = False
 
 
 class _Walker:
@@ -126,12 +134,10 @@ class _Walker:
                     _block(statement), replace(ctx, loops={**ctx.loops, **_module_loop(statement)})
                 )
             elif isinstance(statement, cst.If):
-                guards = {
-                    **ctx.guards,
-                    **init.isinstance_guard(self.index, statement.test),
-                    **_type_guard(self.index, statement.test),
-                }
-                self.walk(_block(statement), replace(ctx, guards=guards))
+                test = statement.test
+                guards = {**ctx.guards, **layer_guards(self.index, test, ctx.local)}
+                narrowed = ctx.narrowed or not is_layer_test(self.index, test, ctx.local)
+                self.walk(_block(statement), replace(ctx, guards=guards, narrowed=narrowed))
                 for block in list(child_blocks(statement))[1:]:
                     self.walk(block, ctx)
             elif isinstance(statement, cst.BaseCompoundStatement):
@@ -146,6 +152,14 @@ class _Walker:
             parameter = parameter_of(target)
             if parameter is not None and is_negated_magnitude(node.value):
                 self.add(None, node.value, parameter, ctx)
+            value = keep_values(node.value)
+            if (
+                parameter is not None
+                and not _is_self(parameter[0])
+                and isinstance(value, cst.Call)
+                and constant_tensor(self.index, value) is not None
+            ):  # `fc.weight = nn.Parameter(torch.zeros(...))`: a write of one value everywhere
+                self.add(init.InitCall(value, target, "=", True), value, parameter, ctx)
             if isinstance(node.value, cst.Call):
                 self.call(node.value, ctx)  # `model = Net().apply(init)`
         if isinstance(node, cst.Expr) and isinstance(node.value, cst.Call):
@@ -170,6 +184,9 @@ class _Walker:
         if found is None:
             return  # not an initialisation
         direct = self_attribute(init.strip_data(found.target))
+        stripped = init.strip_data(found.target)
+        if direct is None and isinstance(stripped, cst.Attribute):
+            self.facts.drawn_names.add(stripped.attr.value)
         if direct is not None and ctx.cls is not None:
             self.facts.drawn.add((ctx.cls.name, direct))
         parameter = parameter_of(found.target)
@@ -194,12 +211,19 @@ class _Walker:
         layer_attr = self_attribute(owner)
         variable = dotted_name(owner)
         types = ctx.guards.get(variable, frozenset()) if variable is not None else frozenset()
+        cls = ctx.cls
         constructor: cst.BaseExpression | None = None
+        hidden: bool | None = None
         if layer_attr is not None and ctx.cls is not None:
             constructor = ctx.cls.attrs.get(layer_attr)
         elif isinstance(owner, cst.Name):
             constructor = self.lookup(ctx, owner.value)
-        site = InitSite(found, node, param, ctx.cls, layer_attr, constructor, types, None)
+        if not types and not (variable in ctx.loops or variable in ctx.params):
+            resolved = self.layer_of(ctx, constructor if isinstance(owner, cst.Name) else owner)
+            if resolved is not None:  # `model.fc1`, `model.features[0]`, `layer = model[2]`
+                cls, layer_attr, constructor, hidden = resolved
+        site = InitSite(found, node, param, cls, layer_attr, constructor, types, None)
+        site = replace(site, narrowed=ctx.narrowed, hidden=hidden)
         if variable is not None and variable in ctx.loops:
             model = ctx.loops[variable]
             self.facts.sites.append(replace(site, sweep=model, model=self.lookup(ctx, model)))
@@ -208,30 +232,78 @@ class _Walker:
         else:
             self.facts.sites.append(site)
 
+    def layer_of(
+        self, ctx: _Ctx, node: cst.BaseExpression | None
+    ) -> tuple[ModuleClass | None, str | None, cst.BaseExpression, bool | None] | None:
+        """(owning class, attr, constructor, feeds a later weight layer) of a layer reached
+        through a model variable: `model.fc1`, `model.features[0]`, `net[2]`, `self.body[0]`."""
+        if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name):
+            info = self.model_class(ctx, node.value)
+            if info is not None and node.attr.value in info.attrs:
+                return info, node.attr.value, info.attrs[node.attr.value], None
+            return None
+        if not (isinstance(node, cst.Subscript) and len(node.slice) == 1):
+            return None
+        position = node.slice[0].slice
+        if not (isinstance(position, cst.Index) and isinstance(position.value, cst.Integer)):
+            return None  # `layers[i]`: which one is unknowable
+        container = node.value
+        built: cst.BaseExpression | None = None
+        attr = self_attribute(container)
+        if attr is not None and ctx.cls is not None:
+            built = ctx.cls.attrs.get(attr)
+        elif isinstance(container, cst.Attribute) and isinstance(container.value, cst.Name):
+            info = self.model_class(ctx, container.value)
+            built = info.attrs.get(container.attr.value) if info is not None else None
+        elif isinstance(container, cst.Name):
+            built = self.built(ctx, container)
+        if not (isinstance(built, cst.Call) and self.index.call_name(built) == tables.SEQUENTIAL):
+            return None
+        items = [arg.value for arg in built.args]
+        if any(arg.star or arg.keyword is not None for arg in built.args):
+            return None  # `nn.Sequential(*layers)`, OrderedDicts
+        index = int(position.value.value)
+        if not -len(items) <= index < len(items):
+            return None
+        rest = items[index + 1 :] if index >= 0 else items[len(items) + index + 1 :]
+        kinds = [layers.classify(self.index, item).kind for item in rest]
+        if any(kind not in _STACK_KINDS for kind in kinds):
+            return None  # custom blocks after it: what they hold is not followed
+        return None, None, items[index], any(k in (layers.DENSE, layers.RNN) for k in kinds)
 
-def _type_guard(index: TorchIndex, test: cst.BaseExpression) -> dict[str, frozenset[str]]:
-    """{`m`: {torch.nn.Linear}} for the tutorial idiom `if type(m) == nn.Linear:` / `in (..)`."""
-    if not (isinstance(test, cst.Comparison) and len(test.comparisons) == 1):
-        return {}
-    left, (target,) = test.left, test.comparisons
-    if not (
-        isinstance(left, cst.Call)
-        and isinstance(left.func, cst.Name)
-        and left.func.value == "type"
-        and len(left.args) == 1
-        and isinstance(target.operator, (cst.Equal, cst.Is, cst.In))
-    ):
-        return {}
-    subject = dotted_name(left.args[0].value)
-    right = target.comparator
-    elements = (
-        [el.value for el in right.elements]
-        if isinstance(right, (cst.Tuple, cst.List, cst.Set))
-        else [right]
-    )
-    if subject is None:
-        return {}
-    return {subject: frozenset(index.qualified(el) or "?" for el in elements)}
+    def built(self, ctx: _Ctx, name: cst.Name) -> cst.BaseExpression | None:
+        """What built the model a variable holds, `.to(device)`-style calls stripped."""
+        value = self.lookup(ctx, name.value)
+        while (
+            isinstance(value, cst.Call)
+            and isinstance(value.func, cst.Attribute)
+            and value.func.attr.value in tables.MODEL_PASS_THROUGH_METHODS
+        ):
+            value = value.func.value
+        return value
+
+    def model_class(self, ctx: _Ctx, name: cst.Name) -> ModuleClass | None:
+        """The nn.Module class of this file that `model = Net(...)` instantiates."""
+        value = self.built(ctx, name)
+        if isinstance(value, cst.Call) and isinstance(value.func, cst.Name):
+            return self.index.module_classes.get(value.func.value)
+        return None
+
+
+_STACK_KINDS = frozenset(
+    {
+        layers.DENSE,
+        layers.RNN,
+        layers.ACTIVATION,
+        layers.SATURATING,
+        layers.NORM,
+        layers.TRANSPARENT,
+    }
+)
+
+
+def _is_self(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Name) and node.value == "self"
 
 
 def is_negated_magnitude(node: cst.BaseExpression) -> bool:
@@ -282,65 +354,3 @@ def _module_loop(loop: cst.For) -> dict[str, str]:
     if isinstance(target, cst.Tuple) and target.elements:
         target = target.elements[-1].value
     return {target.value: owner} if isinstance(target, cst.Name) else {}
-
-
-# -- nn.Parameter tensors used as weight matrices -----------------------------------------
-
-_MATRIX_FUNCTIONS = frozenset(
-    {
-        "linear",
-        "conv1d",
-        "conv2d",
-        "conv3d",
-        "conv_transpose1d",
-        "conv_transpose2d",
-        "matmul",
-        "mm",
-        "bmm",
-        "bilinear",
-        "einsum",
-    }
-)
-_TRANSPOSES = frozenset({"t", "transpose", "permute", "T", "mT", "view", "reshape"})
-
-
-def matrix_operands(info: ModuleClass) -> set[str]:
-    """`self.<attr>` used as a weight matrix (F.linear/conv, matmul, `@`) outside __init__."""
-    use = _MatrixUse()
-    for name, method in info.methods.items():
-        if name != "__init__":
-            walk_visitor(method, use)
-    return use.attrs
-
-
-class _MatrixUse(cst.CSTVisitor):
-    def __init__(self) -> None:
-        self.attrs: set[str] = set()
-
-    def add(self, node: cst.BaseExpression) -> None:
-        while True:  # `self.w.t()`, `self.w.T`, `self.w.view(...)` are the same matrix
-            if (
-                isinstance(node, cst.Call)
-                and isinstance(node.func, cst.Attribute)
-                and node.func.attr.value in _TRANSPOSES
-            ):
-                node = node.func.value
-            elif isinstance(node, cst.Attribute) and node.attr.value in _TRANSPOSES:
-                node = node.value
-            else:
-                break
-        attr = self_attribute(node)
-        if attr is not None:
-            self.attrs.add(attr)
-
-    def visit_Call(self, node: cst.Call) -> None:
-        func = node.func
-        name = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", None)
-        if name in _MATRIX_FUNCTIONS:
-            for arg in node.args:
-                self.add(arg.value)
-
-    def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
-        if isinstance(node.operator, cst.MatrixMultiply):
-            self.add(node.left)
-            self.add(node.right)
