@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 FILE_TIME_LIMIT = 60  # seconds for one file; a pathological file is reported, the run goes on
 PARALLEL_MIN_FILES = 16  # below this, starting workers costs more than it saves
-TORCH_MARKERS = (b"torch", b"lightning")
+# `nn.Module`: a snippet or notebook cell that uses torch without importing it
+TORCH_MARKERS = (b"torch", b"lightning", b"nn.Module")
 _IMPORT = re.compile(rb"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import|import[ \t]+([\w.]+))", re.M)
 
 

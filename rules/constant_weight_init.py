@@ -1,26 +1,30 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+import os
 
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import init, layers, tables
+from gradlint.semantics import init_draws, init_sites, layers, tables, weight_matrices
 from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
-from gradlint.semantics.names import child_blocks, dotted_name
 from gradlint.semantics.nodes import walk_visitor
 
-MODULE_ITERATORS = frozenset({"modules", "children", "named_modules", "named_children"})
 WEIGHT_KINDS = (layers.DENSE, layers.RNN, layers.EMBEDDING)
 
 
 class ConstantWeightInit(Rule):
     """
     ## What it does
-    Flags weights of Linear/Conv/RNN/Embedding layers set to zero or another constant
-    (`nn.init.zeros_/ones_/constant_`, `.fill_()`, `.zero_()`, `nn.Parameter(torch.zeros(...))`
-    used as a weight matrix).
+    Flags weights of Linear/Conv/RNN/Embedding layers set to zero or another constant:
+    `nn.init.zeros_/ones_/constant_` (whatever the value: a variable is still one value for
+    every unit), `.fill_()`, `.zero_()`, a constant tensor assigned to the weight
+    (`fc.weight = nn.Parameter(torch.zeros(...))`, `torch.tensor([[0.5, 0.5], ...])`),
+    `nn.Parameter(torch.zeros(...))` used as a weight matrix, and the hidden matrices of
+    from-scratch scripts (`W1 = torch.zeros(784, 128, requires_grad=True)` ... `x @ W1`,
+    updated by an optimizer or `W -= lr * W.grad`). Layers are followed through variables
+    (`model.fc1`, `layer = model.features[0]`), and sweeps are recognised by `isinstance`,
+    `type(m) == nn.Linear` and the class-name test of GAN code
+    (`m.__class__.__name__.find('Linear') != -1`), in `apply()` callbacks and module loops.
 
     ## Why is this bad?
     If every weight of a layer starts equal, every unit computes the same output and receives
@@ -43,7 +47,10 @@ class ConstantWeightInit(Rule):
         "`{target}` is set to a constant; all units of the layer get the same gradient and "
         "never differentiate (symmetry is never broken){scope}"
     )
-    HINT = "Use a random init: nn.init.kaiming_normal_ for ReLU, nn.init.xavier_uniform_ for tanh/sigmoid"
+    HINT = (
+        "Use a random init: nn.init.kaiming_normal_ for ReLU, "
+        "nn.init.xavier_uniform_ for tanh/sigmoid"
+    )
 
     VALID = [
         Valid("""
@@ -172,6 +179,59 @@ class ConstantWeightInit(Rule):
                     self.weight = np.zeros((3, 3))
                     self.weight.fill(0)
         """),
+        # a one-layer softmax regression kept as a raw tensor: zero start is fine (convex)
+        Valid("""
+            import torch
+            W = torch.zeros(784, 10, requires_grad=True)
+            b = torch.zeros(10, requires_grad=True)
+            optimizer = torch.optim.SGD([W, b], lr=0.1)
+            def model(x):
+                return x @ W + b
+        """),
+        # DCGAN-style callback: the class-name test picks BatchNorm for the constant scale
+        Valid("""
+            import torch.nn as nn
+            def weights_init(m):
+                classname = m.__class__.__name__
+                if classname.find("Conv") != -1:
+                    nn.init.normal_(m.weight.data, 0.0, 0.02)
+                elif classname.find("BatchNorm") != -1:
+                    nn.init.constant_(m.weight.data, 1.0)
+                    nn.init.constant_(m.bias.data, 0)
+        """),
+        # a class-name test on a custom block: which layers it holds is not known
+        Valid("""
+            from torch import nn
+            def init_blocks(m):
+                if type(m).__name__ == "ResBlock":
+                    nn.init.zeros_(m.conv2.weight)
+        """),
+        # the output layer of a script's model, zeroed through the model variable
+        Valid("""
+            import torch
+            from torch import nn
+            class MLP(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc1 = nn.Linear(20, 64)
+                    self.fc2 = nn.Linear(64, 3)
+                def forward(self, x):
+                    return self.fc2(torch.relu(self.fc1(x)))
+            model = MLP()
+            model.fc2.weight.data.zero_()
+            head = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3))
+            head[2].weight.data.fill_(0.0)
+        """),
+        # a raw hidden matrix allocated with zeros, then drawn at random in place
+        Valid("""
+            import torch
+            W1 = torch.zeros(784, 256, requires_grad=True)
+            W2 = torch.zeros(256, 10, requires_grad=True)
+            torch.nn.init.kaiming_uniform_(W1)
+            optimizer = torch.optim.Adam([W1, W2])
+            def net(x):
+                return torch.relu(x @ W1) @ W2
+        """),
     ]
     # transformers: a zero placeholder that the model's _init_weights draws again
     VALID.append(
@@ -275,132 +335,196 @@ class ConstantWeightInit(Rule):
         """,
             line=6,
         ),
+        # pix2pix/DCGAN-style callback that picks layers by class name
+        Invalid(
+            """
+            import torch.nn as nn
+            def weights_init(m):
+                classname = m.__class__.__name__
+                if classname.find("Linear") != -1:
+                    m.weight.data.fill_(0.5)
+                    m.bias.data.fill_(0)
+            net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+            net.apply(weights_init)
+        """,
+            line=5,
+            message="every Linear layer",
+        ),
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            @torch.no_grad()
+            def init_all(m):
+                if type(m) in (nn.Linear, nn.Conv2d):
+                    m.weight.fill_(1.0)
+        """,
+            line=6,
+            message="every Conv2d/Linear layer",
+        ),
+        # the value is a variable: still one value shared by every unit
+        Invalid(
+            """
+            from torch import nn
+            def init_weights(m, value=0.1):
+                if isinstance(m, nn.Linear):
+                    nn.init.constant_(m.weight, value)
+        """,
+            line=4,
+        ),
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc1 = nn.Linear(10, 32)
+                    self.fc2 = nn.Linear(32, 2)
+                    self.fc1.weight = nn.Parameter(torch.zeros(32, 10))
+                def forward(self, x):
+                    return self.fc2(torch.relu(self.fc1(x)))
+        """,
+            line=8,
+            message="hidden",
+        ),
+        # through a variable holding one layer of a Sequential
+        Invalid(
+            """
+            from torch import nn
+            model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+            first = model[0]
+            first.weight.data.fill_(0.01)
+        """,
+            line=4,
+        ),
+        # a tensor literal of equal values assigned through the model variable
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            class TwoLayer(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.hidden = nn.Linear(2, 2)
+                    self.out = nn.Linear(2, 1)
+                def forward(self, x):
+                    return self.out(torch.sigmoid(self.hidden(x)))
+            model = TwoLayer()
+            model.hidden.weight.data = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+        """,
+            line=11,
+        ),
+        # a from-scratch script: the hidden matrix is a raw tensor of zeros
+        Invalid(
+            """
+            import torch
+            W1 = torch.zeros(784, 128, requires_grad=True)
+            b1 = torch.zeros(128, requires_grad=True)
+            W2 = torch.randn(128, 10) * 0.01
+            W2.requires_grad_()
+            params = [W1, b1, W2]
+            def forward(x):
+                return torch.relu(x @ W1 + b1) @ W2
+            for step in range(100):
+                loss = forward(x).pow(2).mean()
+                loss.backward()
+                with torch.no_grad():
+                    for p in params:
+                        p -= 0.1 * p.grad
+        """,
+            line=2,
+        ),
+        # a loop over the modules of a model built at module level
+        Invalid(
+            """
+            from torch import nn
+            model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+            for m in model.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.zeros_(m.weight)
+        """,
+            line=5,
+            message="every Linear layer",
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
-        self._random_inits: set[tuple[str, str]] = set()
-        self._drawn_names: set[str] = set()
-        self._walk(node.body, _Context())
+        facts = init_sites.init_facts(self.index)
+        for site in facts.sites:
+            self._check_site(site)
         for info in self.index.module_classes.values():
-            self._check_parameters(info)
+            self._check_parameters(info, facts)
+        for raw in weight_matrices.raw_weights(self.index):
+            self._check_raw(raw)
 
-    # -- in-place init calls ------------------------------------------------------------
+    # -- writes to a layer's weight: init calls, `fill_`, `= nn.Parameter(torch.zeros(..))` --
 
-    def _walk(self, statements: Sequence[cst.CSTNode], ctx: _Context) -> None:
-        for statement in statements:
-            if isinstance(statement, cst.SimpleStatementLine):
-                for small in statement.body:
-                    if isinstance(small, cst.Expr):
-                        self._check_call(small.value, ctx)
-            elif isinstance(statement, cst.ClassDef):
-                info = self.index.module_classes.get(statement.name.value)
-                owner = info if info is not None and info.node is statement else None
-                self._walk(_block(statement), replace(ctx, cls=owner))
-            elif isinstance(statement, cst.FunctionDef):
-                params = {p.name.value for p in statement.params.params} - {"self"}
-                self._walk(_block(statement), replace(ctx, params=frozenset(params)))
-            elif isinstance(statement, cst.For):
-                self._walk(
-                    _block(statement),
-                    replace(ctx, module_vars=ctx.module_vars | _module_loop_var(statement)),
-                )
-            elif isinstance(statement, cst.If):
-                guards = {**ctx.guards, **init.isinstance_guard(self.index, statement.test)}
-                narrowed = ctx.narrowed or not init.is_pure_isinstance(statement.test)
-                self._walk(_block(statement), replace(ctx, guards=guards, narrowed=narrowed))
-                if statement.orelse is not None:
-                    for block in list(child_blocks(statement))[1:]:
-                        self._walk(block, ctx)
-            elif isinstance(statement, cst.BaseCompoundStatement):
-                for block in child_blocks(statement):
-                    self._walk(block, ctx)
-
-    def _check_call(self, node: cst.BaseExpression, ctx: _Context) -> None:
-        call = init.init_call(self.index, node)
-        if call is None:
-            return  # not an initialisation
-        target = init.strip_data(call.target)
-        if isinstance(target, cst.Attribute) and self_attribute(target) is None:
-            self._drawn_names.add(target.attr.value)  # `module.text_projection` in _init_weights
-        weight = init.weight_of(call.target)
-        if weight is None:
-            return  # biases, padding rows, plain tensors
-        owner, attr = weight
-        if not call.is_constant:
-            if ctx.cls is not None and self_attribute(init.strip_data(call.target)) is not None:
-                self._random_inits.add((ctx.cls.name, attr))
-            return
-        variable = dotted_name(owner)
-        if variable is not None and variable in ctx.guards:
-            types = ctx.guards[variable]
-            if not (variable in ctx.params or variable in ctx.module_vars):
+    def _check_site(self, site: init_sites.InitSite) -> None:
+        if site.call is None or not site.call.is_constant:
+            return  # random inits and sign flips
+        if not site.param.startswith("weight") or site.is_self_tensor:
+            return  # biases; a module's own tensors are judged by how forward() uses them
+        target = init_sites.target_text(site)
+        if site.types:
+            if site.sweep is None:
                 return  # a specific object, not a sweep over the model's layers
-            if ctx.narrowed:
+            if site.narrowed:
                 return  # another condition picks some layers (`if name.startswith("head")`)
-            if not types or not all(t in tables.WEIGHT_LAYERS for t in types):
+            if not all(t in tables.WEIGHT_LAYERS for t in site.types):
                 return  # normalization layers, or types we cannot resolve
-            names = "/".join(sorted(t.rsplit(".", 1)[-1] for t in types))
-            scope = f"; this runs for every {names} layer of the model"
-            self.report(node, target=f"{variable}.{attr}", scope=scope, severity=Severity.ERROR)
+            scope = f"; this runs for every {_type_names(site.types)} layer of the model"
+            self.report(site.node, target=target, scope=scope, severity=Severity.ERROR)
             return
-        layer_attr = self_attribute(owner)
-        if layer_attr is None or ctx.cls is None or layer_attr not in ctx.cls.attrs:
+        if site.hidden is not None:  # an element of an nn.Sequential
+            kind = layers.classify(self.index, site.constructor or cst.Name("_")).kind
+            if site.hidden and kind in WEIGHT_KINDS:
+                self.report(site.node, target=target, scope=" (hidden layer)")
+            return
+        info, attr = site.cls, site.layer_attr
+        if info is None or attr is None or attr not in info.attrs:
             return  # a layer we cannot see being built
-        if layers.classify(self.index, ctx.cls.attrs[layer_attr]).kind not in WEIGHT_KINDS:
+        if layers.classify(self.index, info.attrs[attr]).kind not in WEIGHT_KINDS:
             return  # normalization or custom layers
-        if _is_output_or_residual_end(ctx.cls, layer_attr, self.index):
+        if _is_output_or_residual_end(info, attr, self.index):
             return  # output head / last layer of a residual branch: the known-good idiom
-        self.report(node, target=f"self.{layer_attr}.{attr}", scope=" (hidden layer)")
+        self.report(site.node, target=target, scope=" (hidden layer)")
 
-    # -- nn.Parameter(torch.zeros(...)) used as a weight matrix ---------------------------
+    # -- weight matrices kept as tensors: nn.Parameter(torch.zeros(...)), raw tensors --------
 
-    def _check_parameters(self, info: ModuleClass) -> None:
-        matrices: set[str] | None = None  # found on first need: it walks forward
+    def _check_parameters(self, info: ModuleClass, facts: init_sites.InitFacts) -> None:
+        matrices: set[str] | None = None  # found on first need: it walks the methods
         for attr, value in info.attrs.items():
-            if (info.name, attr) in self._random_inits:
+            if (info.name, attr) in facts.drawn:
                 continue  # drawn at random later
-            if attr in self._drawn_names:
+            if attr in facts.drawn_names:
                 continue  # initialised on purpose elsewhere in the file (HF `_init_weights`)
             if not isinstance(value, cst.Call) or self.index.call_name(value) != tables.PARAMETER:
                 continue  # not nn.Parameter(...)
-            if not value.args:
-                continue
-            tensor = value.args[0].value
-            if (
-                isinstance(tensor, cst.Call)
-                and self.index.call_name(tensor) in tables.CONSTANT_TENSOR_FACTORIES
-                and _rank(tensor) >= 2
-            ):
-                if matrices is None:
-                    matrices = _matrix_operands(info)
-                if attr in matrices:  # used as a weight matrix
-                    self.report(value, target=f"self.{attr}", scope="")
+            constant = init_draws.constant_tensor(self.index, value)
+            if constant is None or (constant.rank or 0) < 2:
+                continue  # random, or a vector: scales, offsets, tokens
+            if matrices is None:
+                matrices = weight_matrices.matrix_operands(info)
+            if attr in matrices:  # used as a weight matrix
+                self.report(value, target=f"self.{attr}", scope="")
+
+    def _check_raw(self, raw: weight_matrices.RawWeight) -> None:
+        constant = init_draws.constant_tensor(self.index, raw.tensor)
+        if constant is None or (constant.rank or 0) < 2:
+            return  # random, or a vector
+        if not raw.is_hidden:
+            return  # the last matrix (a linear/softmax model) may start at zero
+        self.report(raw.value, target=raw.name, scope=" (hidden layer)")
 
 
-@dataclass(frozen=True)
-class _Context:
-    cls: ModuleClass | None = None
-    params: frozenset[str] = frozenset()
-    module_vars: frozenset[str] = frozenset()
-    guards: dict[str, frozenset[str]] = field(default_factory=dict)
-    narrowed: bool = False  # an `if` other than an isinstance() test encloses the code
-
-
-def _block(statement: cst.BaseCompoundStatement) -> Sequence[cst.CSTNode]:
-    return next(iter(child_blocks(statement)), [])
-
-
-def _module_loop_var(loop: cst.For) -> frozenset[str]:
-    """`m` in `for m in model.modules()` / `for name, m in self.named_modules()`."""
-    it = loop.iter
-    if not (isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute)):
-        return frozenset()
-    if it.func.attr.value not in MODULE_ITERATORS:
-        return frozenset()
-    target: cst.BaseExpression = loop.target
-    if isinstance(target, cst.Tuple) and target.elements:
-        target = target.elements[-1].value
-    return frozenset({target.value}) if isinstance(target, cst.Name) else frozenset()
+def _type_names(types: frozenset[str]) -> str:
+    """`Linear`, `Conv2d/Linear`, or `Conv*` for the many classes `'Conv' in classname` picks."""
+    names = sorted({t.rsplit(".", 1)[-1] for t in types} - {"?"})
+    plain = [name for name in names if not name.startswith("Lazy")] or names
+    if len(plain) <= 3:
+        return "/".join(plain)
+    return os.path.commonprefix(plain) + "*" if os.path.commonprefix(plain) else "/".join(plain)
 
 
 class _SelfCalls(cst.CSTVisitor):
@@ -437,48 +561,3 @@ def _is_output_or_residual_end(info: ModuleClass, attr: str, index: TorchIndex) 
         if a in info.attrs and layers.classify(index, info.attrs[a]).kind in WEIGHT_KINDS
     ]
     return bool(weight_calls) and weight_calls[-1] == attr
-
-
-class _MatrixUse(cst.CSTVisitor):
-    """`self.<attr>` used as the weight of F.linear/conv, matmul/mm/bmm or the `@` operator."""
-
-    FUNCTIONS = frozenset(
-        {"linear", "conv1d", "conv2d", "conv3d", "matmul", "mm", "bmm", "bilinear"}
-    )
-
-    def __init__(self) -> None:
-        self.attrs: set[str] = set()
-
-    def visit_Call(self, node: cst.Call) -> None:
-        func = node.func
-        name = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", None)
-        if name in self.FUNCTIONS:
-            for arg in node.args:
-                attr = self_attribute(arg.value)
-                if attr is not None:
-                    self.attrs.add(attr)
-
-    def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
-        if isinstance(node.operator, cst.MatrixMultiply):
-            for side in (node.left, node.right):
-                attr = self_attribute(side)
-                if attr is not None:
-                    self.attrs.add(attr)
-
-
-def _matrix_operands(info: ModuleClass) -> set[str]:
-    if info.forward is None:
-        return set()
-    use = _MatrixUse()
-    walk_visitor(info.forward, use)
-    return use.attrs
-
-
-def _rank(call: cst.Call) -> int:
-    """Number of dimensions of `torch.zeros(a, b)` / `torch.zeros((a, b))`; 0 if unknown."""
-    positional = [a.value for a in call.args if a.keyword is None]
-    if positional and isinstance(positional[0], (cst.Tuple, cst.List)):
-        return len(positional[0].elements)
-    if isinstance(call.func, cst.Attribute) and call.func.attr.value.startswith("full"):
-        return 0  # torch.full(size, value): size is not literal here
-    return len(positional)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import init_scale, tables
+from gradlint.semantics import init_draws, init_sites, layer_feeds, tables
 
 WEIGHT_LAYERS = tables.DENSE_LAYERS | tables.RNN_LAYERS
 
@@ -211,19 +211,19 @@ class DeadReluRisk(Rule):
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
-        for site in init_scale.init_facts(self.index).sites:
+        for site in init_sites.init_facts(self.index).sites:
             start = self._negative_start(site)
             if start is None:
                 continue  # not an all-negative init
             activation = self._zero_slope_activation(site)
             if activation is not None:
-                target = init_scale.target_text(site)
+                target = init_sites.target_text(site)
                 self.report(site.node, target=target, start=start, activation=activation)
 
-    def _negative_start(self, site: init_scale.InitSite) -> str | None:
+    def _negative_start(self, site: init_sites.InitSite) -> str | None:
         if site.call is None:
             return "negative magnitudes (-|w|)"
-        found = init_scale.draw(self.index, site.call)
+        found = init_draws.draw(self.index, site.call)
         if found is None:
             return None  # other inits, arguments we cannot read
         if found.kind == "constant" and found.mean < 0:
@@ -234,16 +234,16 @@ class DeadReluRisk(Rule):
             return found.text  # almost every draw is negative
         return None
 
-    def _zero_slope_activation(self, site: init_scale.InitSite) -> str | None:
+    def _zero_slope_activation(self, site: init_sites.InitSite) -> str | None:
         """`relu` when the initialised layer feeds a ReLU, as far as this file shows."""
         if site.types:
             if not site.types <= WEIGHT_LAYERS:
                 return None  # norms, embeddings, unresolved types
-            profile = init_scale.sweep_profile(self.index, site)
-            if profile is None or not profile.count(init_scale.ZERO_SLOPE, site.types):
+            profile = layer_feeds.sweep_profile(self.index, site)
+            if profile is None or not profile.count(layer_feeds.ZERO_SLOPE, site.types):
                 return None  # unknown model, or none of the swept layers feeds a ReLU
             return "relu"
         if site.cls is None or site.layer_attr is None:
             return None  # a layer we cannot follow into forward()
-        follower = init_scale.class_profile(self.index, site.cls).feeds.get(site.layer_attr)
-        return follower if follower in init_scale.ZERO_SLOPE else None
+        follower = layer_feeds.class_profile(self.index, site.cls).feeds.get(site.layer_attr)
+        return follower if follower in layer_feeds.ZERO_SLOPE else None

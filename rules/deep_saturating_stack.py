@@ -3,16 +3,19 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import forward_paths, layers
+from gradlint.semantics import forward_paths, layers, tables
 from gradlint.semantics.index import ModuleClass, self_attribute
 
 
 class DeepSaturatingStack(Rule):
     """
     ## What it does
-    Flags four or more sigmoid/tanh-like activations stacked on one data path with no
-    normalization layer or residual connection in between: in `nn.Sequential(...)`, in layer
-    lists built by a `for _ in range(N)` loop, and in `forward()`.
+    Flags sigmoid/tanh-like activations stacked on one data path with no normalization layer
+    or residual connection in between, when the stack counts 4 or more: each sigmoid-like
+    activation counts 1 and each tanh-like one 1/2 (so 4 sigmoids, or 8 tanh layers). Stacks
+    are read in `nn.Sequential(...)` (also one composed of other containers,
+    `nn.Sequential(encoder, decoder)`), in layer lists built by a `for _ in range(N)` loop or a
+    list comprehension, and in `forward()` across the containers it calls.
 
     ## Why is this bad?
     Backpropagation multiplies the gradient by each activation's derivative. The sigmoid's
@@ -21,13 +24,20 @@ class DeepSaturatingStack(Rule):
     and softsign reach 1 only at 0 and flatten to 0 in their tails. The early layers stop
     learning (vanishing gradients).
 
+    Why a tanh counts half: tanh's derivative peaks at 1, the sigmoid's at 0.25, so a tanh
+    layer near the origin passes the gradient through almost unscaled and only its saturated
+    tails and the weights shrink it. LeNet-5-style nets with four tanh layers train fine;
+    the same net with sigmoids barely moves its first layer (0.25^4 ≈ 4e-3), and plain stacks
+    of about eight tanh layers stall without normalization.
+
     Use ReLU-family activations (ReLU, GELU, SiLU) in hidden layers, put a normalization
     layer (BatchNorm, LayerNorm) between saturating ones, or add residual connections.
     Sigmoid as a gate (multiplied into another tensor, as in LSTM/GRU cells and attention
     gates) or as a final output is fine and is not counted.
 
     ## Options
-    `depth` (default 4): how many saturating activations on one path trigger the rule.
+    `depth` (default 4): the count (sigmoid 1, tanh-like 1/2) on one path that triggers the
+    rule.
     """
 
     CODE = "GL101"
@@ -130,6 +140,15 @@ class DeepSaturatingStack(Rule):
                     d = torch.sigmoid(self.d(x))
                     return a, b, c, d
         """),
+        # LeNet-5: four tanh layers train fine (tanh' peaks at 1, so a tanh counts 1/2)
+        Valid("""
+            from torch import nn
+            lenet = nn.Sequential(
+                nn.Conv2d(1, 6, 5), nn.Tanh(), nn.AvgPool2d(2),
+                nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
+                nn.Linear(256, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10),
+            )
+        """),
     ]
     INVALID = [
         Invalid(
@@ -151,7 +170,7 @@ class DeepSaturatingStack(Rule):
             import torch.nn as tnn
             from torch.nn import Sigmoid as S
             net = tnn.Sequential(tnn.Linear(4, 4), S(), tnn.Sequential(tnn.Linear(4, 4), S()),
-                                 tnn.Linear(4, 4), S(), tnn.Linear(4, 4), tnn.Tanh())
+                                 tnn.Linear(4, 4), S(), tnn.Linear(4, 4), S())
         """,
             line=3,
         ),
@@ -174,7 +193,7 @@ class DeepSaturatingStack(Rule):
             class MLP(nn.Module):
                 def forward(self, x):
                     x = torch.sigmoid(self.fc1(x))
-                    x = F.tanh(self.fc2(x))
+                    x = F.sigmoid(self.fc2(x))
                     x = self.fc3(x).sigmoid()
                     x = torch.sigmoid(self.fc4(x))
                     return self.out(x)
@@ -188,7 +207,7 @@ class DeepSaturatingStack(Rule):
             class Deep(nn.Module):
                 def __init__(self):
                     super().__init__()
-                    self.layers = nn.ModuleList([nn.Linear(32, 32) for _ in range(6)])
+                    self.layers = nn.ModuleList([nn.Linear(32, 32) for _ in range(8)])
                     self.act = nn.Tanh()
                 def forward(self, x):
                     for layer in self.layers:
@@ -213,9 +232,41 @@ class DeepSaturatingStack(Rule):
         Invalid(
             """
             from torch import nn
-            model = nn.Sequential(*([nn.Linear(16, 16), nn.Softsign()] * 5), nn.Linear(16, 1))
+            model = nn.Sequential(*([nn.Linear(16, 16), nn.Softsign()] * 8), nn.Linear(16, 1))
         """,
             line=2,
+        ),
+        # two containers composed into one model
+        Invalid(
+            """
+            from torch import nn
+            enc = nn.Sequential(nn.Linear(784, 64), nn.Sigmoid(), nn.Linear(64, 8), nn.Sigmoid())
+            dec = nn.Sequential(nn.Linear(8, 64), nn.Sigmoid(), nn.Linear(64, 784), nn.Sigmoid())
+            autoencoder = nn.Sequential(enc, dec)
+        """,
+            line=4,
+        ),
+        # an autoencoder whose encoder and decoder meet in forward(): 6 tanh and a sigmoid
+        Invalid(
+            """
+            from torch import nn
+            class AutoEncoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.encoder = nn.Sequential(
+                        nn.Linear(784, 128), nn.Tanh(), nn.Linear(128, 64), nn.Tanh(),
+                        nn.Linear(64, 12), nn.Tanh(), nn.Linear(12, 3),
+                    )
+                    self.decoder = nn.Sequential(
+                        nn.Linear(3, 12), nn.Tanh(), nn.Linear(12, 64), nn.Tanh(),
+                        nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 784), nn.Sigmoid(),
+                    )
+                def forward(self, x):
+                    encoded = self.encoder(x)
+                    return encoded, self.decoder(encoded)
+        """,
+            line=15,
+            message="7 saturating",
         ),
     ]
 
@@ -237,7 +288,7 @@ class DeepSaturatingStack(Rule):
         if owner is None:
             return  # not the forward of an nn.Module defined here
         path = forward_paths.deepest_saturating_path(self.index, owner)
-        if path is None or path.node is None or len(path.activations) < self.options["depth"]:
+        if path is None or path.node is None or path.depth < self.options["depth"]:
             return  # no deep saturating path through forward()
         if (
             isinstance(path.node, cst.Call)
@@ -253,11 +304,11 @@ class DeepSaturatingStack(Rule):
 
     def _check(self, node: cst.CSTNode, stack: list[layers.Layer]) -> None:
         longest = _saturating_run(stack)
-        if len(longest) >= self.options["depth"]:
+        if tables.saturation_depth(longest) >= self.options["depth"]:
             self._report(node, longest)
 
-    def _longest_run(self, stack: list[layers.Layer]) -> int:
-        return len(_saturating_run(stack))
+    def _longest_run(self, stack: list[layers.Layer]) -> float:
+        return tables.saturation_depth(_saturating_run(stack))
 
     def _report(self, node: cst.CSTNode, activations: list[str]) -> None:
         sigmoids = activations.count("sigmoid")
@@ -265,7 +316,10 @@ class DeepSaturatingStack(Rule):
             bound = 0.25**sigmoids
             text = f"backprop scales the gradient by at most 0.25^{sigmoids} = {bound:.1e}"
         else:
-            text = "each derivative is below 1 off-centre and near 0 when saturated, so the gradient shrinks geometrically"
+            text = (
+                "each derivative is below 1 off-centre and near 0 when saturated, "
+                "so the gradient shrinks geometrically"
+            )
         names = ", ".join(sorted(set(activations)))
         self.report(node, depth=len(activations), names=names, bound=text)
 
@@ -276,8 +330,8 @@ def _saturating_run(stack: list[layers.Layer]) -> list[str]:
     longest: list[str] = []
     for layer in stack:
         if layer.kind == layers.SATURATING and layer.activation:
-            run.append(layer.activation)
-            longest = max(longest, run, key=len)
+            run = [*run, layer.activation]
+            longest = max(longest, run, key=tables.saturation_depth)
         elif layer.kind in (layers.NORM, layers.UNKNOWN, layers.RNN):
             run = []  # normalization resets the scale; unknown blocks may contain it
     return longest

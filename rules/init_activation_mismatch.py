@@ -3,7 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import init_scale, tables
+from gradlint.semantics import init_draws, init_sites, layer_feeds, tables
 
 WEIGHT_LAYERS = tables.DENSE_LAYERS | tables.RNN_LAYERS
 RELU_GAIN_SQUARED = 1.9  # a gain whose square is near 2 is He's ReLU gain sqrt(2)
@@ -260,10 +260,10 @@ class InitActivationMismatch(Rule):
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
-        for site in init_scale.init_facts(self.index).sites:
+        for site in init_sites.init_facts(self.index).sites:
             if site.call is None or not site.param.startswith("weight"):
                 continue  # sign flips and biases
-            found = init_scale.gain(self.index, site.call)
+            found = init_draws.gain(self.index, site.call)
             if found is None:
                 continue  # not Xavier/Kaiming, or a gain we cannot read
             scheme, gain, meant = found
@@ -276,15 +276,15 @@ class InitActivationMismatch(Rule):
             ):
                 self._check_kaiming(site, gain)
 
-    def _check_xavier(self, site: init_scale.InitSite, gain: float) -> None:
+    def _check_xavier(self, site: init_sites.InitSite, gain: float) -> None:
         profile, follower = self._context(site)
         if profile is None or not profile.is_plain_stack:
             return  # unknown model, or normalization/residuals/custom blocks in it
-        if site.types and not profile.only(init_scale.RELU_LIKE):
+        if site.types and not profile.only(layer_feeds.RELU_LIKE):
             return  # a sweep over a model with other activations too
-        if follower is not None and follower not in init_scale.RELU_LIKE:
+        if follower is not None and follower not in layer_feeds.RELU_LIKE:
             return  # this layer feeds something else
-        depth = profile.count(init_scale.RELU_LIKE, site.types or None)
+        depth = profile.count(layer_feeds.RELU_LIKE, site.types or None)
         if depth < self.options["depth"]:
             return  # a shallow stack: the halving stays small
         activation = follower or "ReLU-family activations"
@@ -294,15 +294,16 @@ class InitActivationMismatch(Rule):
         )
         self._report(site, "Xavier", gain, activation, why)
 
-    def _check_kaiming(self, site: init_scale.InitSite, gain: float) -> None:
+    def _check_kaiming(self, site: init_sites.InitSite, gain: float) -> None:
         profile, follower = self._context(site)
         if profile is None or profile.has_norm:
             return  # unknown model, or normalization re-scales the pre-activations
         if site.types and not (
-            profile.only(init_scale.SATURATING) and profile.count(init_scale.SATURATING, site.types)
+            profile.only(layer_feeds.SATURATING)
+            and profile.count(layer_feeds.SATURATING, site.types)
         ):
             return  # the swept layers feed ReLU-family or mixed activations
-        if follower is not None and follower not in init_scale.SATURATING:
+        if follower is not None and follower not in layer_feeds.SATURATING:
             return  # this layer feeds something else
         why = (
             "the ReLU gain sqrt(2) makes the pre-activations too large, so units start in "
@@ -310,22 +311,22 @@ class InitActivationMismatch(Rule):
         )
         self._report(site, "Kaiming/He", gain, follower or "sigmoid/tanh activations", why)
 
-    def _context(self, site: init_scale.InitSite) -> tuple[init_scale.Profile | None, str | None]:
+    def _context(self, site: init_sites.InitSite) -> tuple[layer_feeds.Profile | None, str | None]:
         """The model profile, and the follower of the layer for a direct (non-sweep) init."""
         if site.types:
             if not site.types <= WEIGHT_LAYERS:
                 return None, None  # norms, embeddings, unresolved types
-            return init_scale.sweep_profile(self.index, site), None
+            return layer_feeds.sweep_profile(self.index, site), None
         if site.cls is None or site.layer_attr is None:
             return None, None  # a layer we cannot follow into forward()
-        profile = init_scale.class_profile(self.index, site.cls)
+        profile = layer_feeds.class_profile(self.index, site.cls)
         follower = profile.feeds.get(site.layer_attr)
         return (profile, follower) if follower is not None else (None, None)
 
     def _report(
-        self, site: init_scale.InitSite, scheme: str, gain: float, activation: str, why: str
+        self, site: init_sites.InitSite, scheme: str, gain: float, activation: str, why: str
     ) -> None:
-        target, gain_text = init_scale.target_text(site), f"{gain:.3g}"
+        target, gain_text = init_sites.target_text(site), f"{gain:.3g}"
         self.report(
             site.node, target=target, scheme=scheme, gain=gain_text, activation=activation, why=why
         )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
-from gradlint.semantics import init_scale, layers, tables
+from gradlint.semantics import init_draws, init_sites, layers, tables, weight_matrices
 from gradlint.semantics.index import ModuleClass
 
 WEIGHT_LAYERS = tables.DENSE_LAYERS | tables.RNN_LAYERS
@@ -16,7 +16,11 @@ class UnscaledWeightInit(Rule):
     or `normal_(w, 0, 1)` (any std of 0.5 or more), `nn.init.uniform_(w)` / `uniform_(w, -1, 1)`,
     the tensor methods `w.data.normal_()` / `.uniform_(-1, 1)`, and
     `nn.Parameter(torch.randn(out, in))` used as a weight matrix in `forward()` with no
-    `/ math.sqrt(fan_in)` or small factor and no later re-initialisation.
+    `/ math.sqrt(fan_in)` or small factor and no later re-initialisation, and the raw matrices
+    of from-scratch scripts (`W1 = torch.randn(784, 256, requires_grad=True)` used in
+    `x @ W1` or `x.mm(W1)` and updated by an optimizer or `W -= lr * W.grad`). A normal draw
+    whose mean and std look swapped (`normal_(0.02)` is N(0.02, 1)) says so. Layers are
+    known from their constructor or from an `isinstance`, `type()` or class-name test.
 
     ## Why is this bad?
     Each output of a layer sums `fan_in` products, so its variance is `fan_in · E[w²]`
@@ -163,6 +167,53 @@ class UnscaledWeightInit(Rule):
                     self.fc = nn.Linear(2, 16)
                     nn.init.normal_(self.fc.weight, 0, 1)
         """),
+        # a from-scratch script whose raw matrices are scaled by fan-in
+        Valid("""
+            import torch
+            g = torch.Generator().manual_seed(0)
+            W1 = torch.randn((30, 200), generator=g) * (5 / 3) / 30**0.5
+            W2 = torch.randn((200, 27), generator=g) * 0.01
+            parameters = [W1, W2]
+            for p in parameters:
+                p.requires_grad = True
+            h = torch.tanh(x @ W1)
+            logits = h @ W2
+            for p in parameters:
+                p.data += -0.1 * p.grad
+        """),
+        # random matrices that are never trained: inputs of a kernel check
+        Valid("""
+            import torch
+            import torch.nn.functional as F
+            w1 = torch.randn(500, 1000, requires_grad=True)
+            out = F.linear(torch.randn(32, 1000), w1)
+            out.sum().backward()
+            assert w1.grad is not None
+        """),
+        # a bigram model: one-hot rows pick one row of W, so no product sums over fan-in
+        Valid("""
+            import torch
+            import torch.nn.functional as F
+            W = torch.randn((27, 27), requires_grad=True)
+            for k in range(100):
+                xenc = F.one_hot(xs, num_classes=27).float()
+                logits = xenc @ W
+                loss = F.cross_entropy(logits, ys)
+                W.grad = None
+                loss.backward()
+                W.data += -50 * W.grad
+        """),
+        # DCGAN's callback: small std for conv layers, N(1, 0.02) for BatchNorm scales
+        Valid("""
+            import torch.nn as nn
+            def weights_init(m):
+                classname = m.__class__.__name__
+                if classname.find("Conv") != -1:
+                    m.weight.data.normal_(0.0, 0.02)
+                elif classname.find("BatchNorm") != -1:
+                    m.weight.data.normal_(1.0, 0.02)
+                    m.bias.data.fill_(0)
+        """),
     ]
     INVALID = [
         Invalid(
@@ -281,16 +332,83 @@ class UnscaledWeightInit(Rule):
         """,
             line=8,
         ),
+        # a from-scratch MLP: raw N(0, 1) matrices trained by a manual update loop
+        Invalid(
+            """
+            import torch
+            g = torch.Generator().manual_seed(0)
+            C = torch.randn((27, 10), generator=g)
+            W1 = torch.randn((30, 200), generator=g)
+            W2 = torch.randn((200, 27), generator=g) * 0.01
+            parameters = [C, W1, W2]
+            for p in parameters:
+                p.requires_grad = True
+            h = torch.tanh(C[x].view(-1, 30) @ W1)
+            logits = h @ W2
+            for p in parameters:
+                p.data += -0.1 * p.grad
+        """,
+            line=4,
+            message="`W1` is drawn from N(0, 1)",
+        ),
+        Invalid(
+            """
+            import torch
+            D_in, H, D_out = 1000, 100, 10
+            w1 = torch.randn(D_in, H, requires_grad=True)
+            w2 = torch.randn(H, D_out) / H**0.5
+            w2.requires_grad_()
+            for t in range(500):
+                loss = (x.mm(w1).clamp(min=0).mm(w2) - y).pow(2).sum()
+                loss.backward()
+                with torch.no_grad():
+                    w1 -= 1e-6 * w1.grad
+                    w2 -= 1e-6 * w2.grad
+        """,
+            line=3,
+        ),
+        # an apply() callback that picks Linear layers by class name and draws U(0, 1)
+        Invalid(
+            """
+            import torch.nn as nn
+            def weight_init(m):
+                classname = m.__class__.__name__
+                if classname.find("Linear") != -1:
+                    m.weight.data.uniform_(0.0, 1.0)
+                    m.bias.data.fill_(0)
+        """,
+            line=5,
+            message="U(0, 1)",
+        ),
+        # std passed where the mean goes: normal_(0.02) is N(0.02, 1)
+        Invalid(
+            """
+            import torch.nn as nn
+            def weights_init(m):
+                classname = m.__class__.__name__
+                if classname.find("Conv") != -1:
+                    m.weight.data.normal_(0.02)
+        """,
+            line=5,
+            message="mean and std swapped",
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
-        facts = init_scale.init_facts(self.index)
+        facts = init_sites.init_facts(self.index)
         for site in facts.sites:
             self._check_site(site)
         for info in self.index.module_classes.values():
             self._check_parameters(info, facts.drawn)
+        for raw in weight_matrices.raw_weights(self.index):
+            distribution = init_draws.unscaled_random_tensor(self.index, raw.tensor)
+            if distribution is None:
+                continue  # scaled by fan-in (or something we cannot read), or not random
+            if raw.fan_in is not None and raw.fan_in <= 2:
+                continue  # a tiny fan-in: the variance stays at or below He's 2/fan_in
+            self.report(raw.value, target=raw.name, distribution=distribution)
 
-    def _check_site(self, site: init_scale.InitSite) -> None:
+    def _check_site(self, site: init_sites.InitSite) -> None:
         if site.call is None:
             return  # sign flips
         if site.is_self_tensor:
@@ -298,7 +416,7 @@ class UnscaledWeightInit(Rule):
                 return  # a custom module's tensor not used as a weight matrix
         elif not site.param.startswith("weight"):
             return  # biases: a bias adds, it does not sum over fan-in
-        found = init_scale.draw(self.index, site.call)
+        found = init_draws.draw(self.index, site.call)
         if found is None or found.kind == "constant":
             return  # other inits, non-literal arguments; constants are GL102's business
         if found.rms < self.options["std"]:
@@ -313,21 +431,28 @@ class UnscaledWeightInit(Rule):
             layers.RNN,
         ):
             return  # a layer we cannot see being built
-        fan_in = init_scale.fan_in(self.index, site.constructor)
+        fan_in = init_draws.fan_in(self.index, site.constructor)
         if fan_in is not None and fan_in * found.rms**2 <= 2:
             return  # a tiny fan-in: the variance stays at or below He's 2/fan_in
-        self.report(site.node, target=init_scale.target_text(site), distribution=found.text)
+        distribution = found.text
+        if (
+            found.kind == "normal"
+            and (found.mean != 0)
+            and (found.std < 0.5 or abs(found.mean) < 0.5)
+        ):
+            distribution += " (mean and std swapped? normal_ takes the mean first)"
+        self.report(site.node, target=init_sites.target_text(site), distribution=distribution)
 
-    def _is_own_matrix(self, site: init_scale.InitSite) -> bool:
+    def _is_own_matrix(self, site: init_sites.InitSite) -> bool:
         """`self.W = nn.Parameter(...)` used in F.linear / `@` by the same module."""
         if (
             site.cls is None
             or self.index.call_name(site.constructor or cst.Name("_")) != tables.PARAMETER
         ):
             return False
-        if init_scale.has_manual_scale(self.index, site.cls):
+        if init_draws.has_manual_scale(self.index, site.cls):
             return False  # products rescaled by `self.scale = d ** -0.5`
-        return site.param in init_scale.matrix_operands(site.cls)
+        return site.param in weight_matrices.matrix_operands(site.cls)
 
     def _check_parameters(self, info: ModuleClass, drawn: set[tuple[str, str]]) -> None:
         candidates: dict[str, tuple[cst.Call, str]] = {}
@@ -338,13 +463,13 @@ class UnscaledWeightInit(Rule):
                 continue  # not an nn.Parameter built here
             if not value.args:
                 continue  # not an nn.Parameter built here
-            distribution = init_scale.unscaled_random_tensor(self.index, value.args[0].value)
+            distribution = init_draws.unscaled_random_tensor(self.index, value.args[0].value)
             if distribution is not None:
                 candidates[attr] = (value, distribution)
         if not candidates:
             return
-        matrices = init_scale.matrix_operands(info)
-        if not matrices or init_scale.has_manual_scale(self.index, info):
+        matrices = weight_matrices.matrix_operands(info)
+        if not matrices or init_draws.has_manual_scale(self.index, info):
             return  # no weight matrix, or products rescaled by `self.scale = d ** -0.5`
         for attr, (value, distribution) in candidates.items():
             if attr in matrices:  # used as a weight matrix

@@ -29,10 +29,10 @@ OTHER_BAD = """\
 from torch import nn
 
 head = nn.Sequential(
-    nn.Linear(4, 4), nn.Tanh(),
-    nn.Linear(4, 4), nn.Tanh(),
-    nn.Linear(4, 4), nn.Tanh(),
-    nn.Linear(4, 4), nn.Tanh(),
+    nn.Linear(4, 4), nn.Hardsigmoid(),
+    nn.Linear(4, 4), nn.Hardsigmoid(),
+    nn.Linear(4, 4), nn.Hardsigmoid(),
+    nn.Linear(4, 4), nn.Hardsigmoid(),
 )
 """
 

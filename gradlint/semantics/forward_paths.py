@@ -25,6 +25,11 @@ class SaturatingPath:
     activations: tuple[str, ...]
     node: cst.CSTNode | None  # where the last activation is applied
 
+    @property
+    def depth(self) -> float:
+        """Sigmoids count 1, tanh-like activations 1/2 (`tables.saturation_weight`)."""
+        return tables.saturation_depth(self.activations)
+
 
 _EMPTY = SaturatingPath((), None)
 
@@ -32,13 +37,13 @@ _EMPTY = SaturatingPath((), None)
 def _longer(a: SaturatingPath | None, b: SaturatingPath | None) -> SaturatingPath | None:
     if a is None or b is None:
         return a or b
-    return a if len(a.activations) >= len(b.activations) else b
+    return a if a.depth >= b.depth else b
 
 
 def _shorter(a: SaturatingPath | None, b: SaturatingPath | None) -> SaturatingPath | None:
     if a is None or b is None:
         return a or b
-    return a if len(a.activations) <= len(b.activations) else b
+    return a if a.depth <= b.depth else b
 
 
 def deepest_saturating_path(index: TorchIndex, owner: ModuleClass) -> SaturatingPath | None:

@@ -61,7 +61,7 @@ class TorchIndex:
         # the file's text, for cheap "could this file contain X at all" checks
         self.source = source if source is not None else module.code
         self.memo: dict[str, Any] = {}  # per-file facts other modules build lazily (PerFile)
-        self.names = ImportMap(module)
+        self.names = ImportMap(module, self.source)
 
     def qualified(self, node: cst.BaseExpression) -> str | None:
         """The qualified name an expression refers to (`nn.Linear` -> `torch.nn.Linear`)."""

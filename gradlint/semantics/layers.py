@@ -104,13 +104,42 @@ def sequence(index: TorchIndex, node: cst.CSTNode) -> list[Layer] | None:
 def _flatten(index: TorchIndex, items: Sequence[cst.CSTNode]) -> list[Layer] | None:
     layers: list[Layer] = []
     for item in items:
+        if isinstance(item, cst.Name):  # `nn.Sequential(encoder, decoder)` of module variables
+            value = module_values(index).get(item.value)
+            item = value if value is not None and id(value) not in _EXPANDING else item
         layer = classify(index, item)
         if layer.kind == SEQUENTIAL:
-            inner = sequence(index, item)
+            _EXPANDING.add(id(item))  # `net = nn.Sequential(net)` must not expand forever
+            try:
+                inner = sequence(index, item)
+            finally:
+                _EXPANDING.discard(id(item))
             layers.extend(inner if inner is not None else [Layer(UNKNOWN, item)])
         else:
             layers.append(layer)
     return layers
+
+
+_EXPANDING: set[int] = set()
+_MODULE_VALUES: PerFile[dict[str, cst.BaseExpression]] = PerFile("layers._MODULE_VALUES")
+
+
+def module_values(index: TorchIndex) -> dict[str, cst.BaseExpression]:
+    """Names assigned exactly once at the top level of the file, with their value."""
+    found = _MODULE_VALUES.get(index)
+    if found is None:
+        seen: dict[str, list[cst.BaseExpression]] = {}
+        for statement in index.module.body:
+            if not isinstance(statement, cst.SimpleStatementLine):
+                continue
+            for small in statement.body:
+                if isinstance(small, cst.Assign):
+                    for target in small.targets:
+                        if isinstance(target.target, cst.Name):
+                            seen.setdefault(target.target.value, []).append(small.value)
+        found = {name: values[0] for name, values in seen.items() if len(values) == 1}
+        _MODULE_VALUES[index] = found
+    return found
 
 
 def _ordered_dict_values(index: TorchIndex, node: cst.CSTNode) -> list[cst.CSTNode] | None:

@@ -7,10 +7,13 @@ reach a file through imports, so `nn.Linear`, `tnn.Linear` and a bare `Linear` r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from itertools import chain
 
 import libcst as cst
+
+from gradlint.semantics.nodes import findall
 
 # Deprecated or internal spellings that mean the same thing as a public name.
 _CANONICAL_PREFIXES = {
@@ -26,6 +29,15 @@ _CANONICAL_PREFIXES = {
     "torch.nn.modules.module": "torch.nn",
     "torch.nn.modules.sparse": "torch.nn",
     "torch.nn.modules": "torch.nn",
+}
+
+
+# What `nn.Linear`, `F.relu`, `torch.zeros` and `optim.SGD` mean in a file that never binds them.
+CONVENTIONAL = {
+    "torch": "torch",
+    "nn": "torch.nn",
+    "F": "torch.nn.functional",
+    "optim": "torch.optim",
 }
 
 
@@ -58,10 +70,33 @@ def _module_text(node: cst.BaseExpression | None) -> str:
 class ImportMap:
     """Local name -> qualified name, from every import statement in the file."""
 
-    def __init__(self, module: cst.Module) -> None:
+    def __init__(self, module: cst.Module, source: str | None = None) -> None:
         self.aliases: dict[str, str] = {}
         self._resolved: dict[str, str | None] = {}  # spelling -> qualified name
         self._collect(module.body)
+        if source is not None:
+            self._assume_conventions(module, source)
+
+    def _assume_conventions(self, module: cst.Module, source: str) -> None:
+        """Snippets and notebook cells use `nn`, `F`, `torch`, `optim` without importing them
+        (an earlier cell or the reader's session did): give each the name every PyTorch user
+        means by it, unless the file binds it to something else."""
+        missing = {
+            name
+            for name in CONVENTIONAL
+            if name not in self.aliases and re.search(rf"\b{name}\.", source)
+        }
+        if not missing:
+            return  # the common case: everything used is imported
+        used = {
+            node.value.value
+            for node in findall(module, cst.Attribute)
+            if isinstance(node, cst.Attribute) and type(node.value) is cst.Name
+        }
+        missing &= used
+        if missing:
+            for name in missing - bound_names(module):
+                self.aliases[name] = CONVENTIONAL[name]
 
     def _collect(self, statements: Sequence[cst.CSTNode]) -> None:
         # in source order (a later import of a name wins), with an explicit stack: each
@@ -116,6 +151,48 @@ class ImportMap:
             target = canonical(f"{target}.{rest}" if rest else target)
         self._resolved[text] = target
         return target
+
+
+_BINDERS = (
+    cst.AssignTarget,
+    cst.AnnAssign,
+    cst.AugAssign,
+    cst.For,
+    cst.CompFor,
+    cst.AsName,
+    cst.NamedExpr,
+    cst.Param,
+    cst.FunctionDef,
+    cst.ClassDef,
+    cst.Global,
+    cst.Nonlocal,
+)
+
+
+def bound_names(module: cst.Module) -> set[str]:
+    """Every name the file binds anywhere (assignments, loops, parameters, `as`, defs)."""
+    found: set[str] = set()
+    for node in findall(module, _BINDERS):
+        if isinstance(node, (cst.Global, cst.Nonlocal)):
+            found.update(item.name.value for item in node.names)
+            continue
+        if isinstance(node, (cst.Param, cst.FunctionDef, cst.ClassDef)):
+            found.add(node.name.value)
+        elif isinstance(node, cst.AsName):
+            found.update(_names_in_target(node.name))
+        else:
+            found.update(_names_in_target(getattr(node, "target", cst.Ellipsis())))
+    return found
+
+
+def _names_in_target(node: cst.BaseExpression) -> list[str]:
+    if isinstance(node, cst.Name):
+        return [node.value]
+    if isinstance(node, (cst.Tuple, cst.List)):
+        return [name for element in node.elements for name in _names_in_target(element.value)]
+    if isinstance(node, cst.StarredElement):
+        return _names_in_target(node.value)
+    return []  # attributes and subscripts bind no name
 
 
 def child_blocks(statement: cst.CSTNode) -> Iterator[Sequence[cst.CSTNode]]:

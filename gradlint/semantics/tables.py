@@ -6,6 +6,8 @@ resolved statically, so they are listed by attribute name.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 NN = "torch.nn."
 F = "torch.nn.functional."
 
@@ -18,6 +20,19 @@ SATURATING_DERIVATIVE_BOUND: dict[str, float] = {
     "logsigmoid": 1.0,
     "hardsigmoid": 1.0 / 6.0,
 }
+
+
+def saturation_weight(activation: str) -> float:
+    """How much one activation counts toward the depth of a saturating stack: 1 for those whose
+    derivative peaks at 0.25 or below (sigmoid: 4 layers scale the gradient by at most 4e-3),
+    1/2 for tanh-like ones, whose derivative peaks at 1 and shrinks the gradient only off-centre
+    (LeNet-5's four tanh layers train fine; eight without normalization stall)."""
+    return 1.0 if SATURATING_DERIVATIVE_BOUND.get(activation, 1.0) <= 0.25 else 0.5
+
+
+def saturation_depth(activations: Iterable[str]) -> float:
+    return sum(saturation_weight(activation) for activation in activations)
+
 
 SATURATING_MODULES: dict[str, str] = {
     NN + "Sigmoid": "sigmoid",
