@@ -34,6 +34,7 @@ from gradlint.registry import (
     find_rule,
     rule_state,
     selected_rules,
+    severity_text,
     validate_selectors,
 )
 from gradlint.runner import RunOptions, lint_tree, project_phase
@@ -488,7 +489,7 @@ def rules_command(show_all: bool) -> None:
     for rule in rules:
         state = rule_state(rule)
         click.echo(
-            f"{rule.CODE}  {rule.name():<{width}}  {rule.SEVERITY.value:<7}  "
+            f"{rule.CODE}  {rule.name():<{width}}  {_short_severity(rule):<8}  "
             f"{rule.summary()}{state}"
         )
 
@@ -524,12 +525,20 @@ def engine_text(code: str) -> str:
     return "\n".join(header) + "\n" + DOCS[code].strip() + "\n"
 
 
+def _short_severity(rule: Any) -> str:
+    """`warning`, or `warning+` when some findings are errors (`warning-`: some are lower)."""
+    other = rule.OTHER_SEVERITY
+    if other is None:
+        return str(rule.SEVERITY.value)
+    return str(rule.SEVERITY.value) + ("+" if other.rank > rule.SEVERITY.rank else "-")
+
+
 def explain_text(rule: Any) -> str:
     """The rule's page: header, docstring, example and fix (from its own test cases)."""
     parts = [
         f"# {rule.CODE} {rule.name()}",
         "",
-        f"Severity: {rule.SEVERITY.value}{rule_state(rule)}",
+        f"Severity: {severity_text(rule)}{rule_state(rule)}",
         "",
     ]
     parts.append(textwrap.dedent(rule.__doc__ or "").strip())

@@ -30,11 +30,16 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def _severity_cell(rule: type[Rule]) -> str:
+    other = rule.OTHER_SEVERITY
+    return rule.SEVERITY.value + (f" or {other.value}" if other is not None else "")
+
+
 def rules_table(rules: Sequence[type[Rule]], link_prefix: str = "docs/rules/") -> str:
     """The Markdown table of every rule, engine codes last."""
     rows = ["| code | name | severity | what it finds |", "| --- | --- | --- | --- |"]
     for rule in sorted(rules, key=lambda r: r.CODE):
-        severity = rule.SEVERITY.value + rule_state(rule)
+        severity = _severity_cell(rule) + rule_state(rule)
         rows.append(
             f"| [{rule.CODE}]({link_prefix}{rule.CODE}.md) | {rule.name()} | {severity} "
             f"| {_cell(rule.summary())} |"

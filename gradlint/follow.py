@@ -98,12 +98,14 @@ class ImportFollower:
         return not is_excluded_within(path, self.config)
 
     def _summary(self, path: Path, module: str) -> FileSummary | None:
+        from gradlint.discovery import read_source
         from gradlint.engine import lint_source
-        from gradlint.runner import FILE_TIME_LIMIT, FileTimeout, time_limit
+        from gradlint.interrupts import FileTimeout, time_limit
+        from gradlint.runner import FILE_TIME_LIMIT
 
         display = path.as_posix()
         try:
-            data = path.read_bytes()
+            data = read_source(path)  # regular files only: a FIFO named models.py never blocks
             stat = path.stat()
         except OSError:
             return None

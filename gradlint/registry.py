@@ -156,6 +156,13 @@ def rule_state(rule: Any) -> str:
     return "" if rule.DEFAULT_ENABLED else " (off by default)"
 
 
+def severity_text(rule: Any) -> str:
+    """`warning`, or `warning (error when ...)` for a rule whose findings take two severities."""
+    if rule.OTHER_SEVERITY is None:
+        return str(rule.SEVERITY.value)
+    return f"{rule.SEVERITY.value} ({rule.OTHER_SEVERITY.value} {rule.OTHER_SEVERITY_WHEN})"
+
+
 def is_on_by_default(rule: type[Rule], config: Config) -> bool:
     """Whether the rule runs without being named: preview rules only with `preview`."""
     return rule.DEFAULT_ENABLED and (config.preview or not rule.PREVIEW)
@@ -229,6 +236,9 @@ class LazyRule:
         self.SEVERITY = Severity(entry["severity"])
         self.DEFAULT_ENABLED: bool = entry["default_enabled"]
         self.PREVIEW: bool = entry["preview"]
+        other = entry["other_severity"]
+        self.OTHER_SEVERITY = Severity(other) if other is not None else None
+        self.OTHER_SEVERITY_WHEN: str = entry["other_severity_when"]
         self.IN_TESTS: bool = entry["in_tests"]
         self.OPTIONS: dict[str, Any] = dict(entry["options"])
         self.HINT: str | None = entry["hint"]
@@ -273,6 +283,8 @@ def describe(rule: type[Rule]) -> dict[str, Any]:
         "severity": rule.SEVERITY.value,
         "default_enabled": rule.DEFAULT_ENABLED,
         "preview": rule.PREVIEW,
+        "other_severity": rule.OTHER_SEVERITY.value if rule.OTHER_SEVERITY else None,
+        "other_severity_when": rule.OTHER_SEVERITY_WHEN,
         "in_tests": rule.IN_TESTS,
         "options": dict(rule.OPTIONS),
         "hint": rule.HINT,

@@ -79,6 +79,9 @@ class Rule:
     SEVERITY: ClassVar[Severity]
     MESSAGE: ClassVar[str]
     HINT: ClassVar[str | None] = None
+    # Some findings of a rule are surer (or less sure) than others: their severity, and when.
+    OTHER_SEVERITY: ClassVar[Severity | None] = None
+    OTHER_SEVERITY_WHEN: ClassVar[str] = ""
     DEFAULT_ENABLED: ClassVar[bool] = True
     # A preview rule is not yet precise enough on real code to be on by default: it runs with
     # `--preview` / `preview = true`, or when its code or name is selected explicitly.

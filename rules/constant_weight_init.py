@@ -43,6 +43,8 @@ class ConstantWeightInit(Rule):
 
     CODE = "GL102"
     SEVERITY = Severity.WARNING
+    OTHER_SEVERITY = Severity.ERROR
+    OTHER_SEVERITY_WHEN = "when the constant init runs for every layer of the model"
     MESSAGE = (
         "`{target}` is set to a constant; all units of the layer get the same gradient and "
         "never differentiate (symmetry is never broken){scope}"

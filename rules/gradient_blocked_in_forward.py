@@ -54,6 +54,8 @@ class GradientBlockedInForward(Rule):
 
     CODE = "GL110"
     SEVERITY = Severity.WARNING
+    OTHER_SEVERITY = Severity.ERROR
+    OTHER_SEVERITY_WHEN = "when the cut value is the whole output or loss"
     MESSAGE = "`{operation}` cuts the graph on a value that reaches {target}; {consequence}"
     HINT = (
         "Drop the cut on the training path (log `x.detach()` / `x.item()` separately), or "

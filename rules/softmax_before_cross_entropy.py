@@ -57,6 +57,8 @@ class SoftmaxBeforeCrossEntropy(Rule):
     # a CE/NLL loss, or `log()` of a softmax
     NEEDS = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss", "oftmax")
     SEVERITY = Severity.ERROR
+    OTHER_SEVERITY = Severity.WARNING
+    OTHER_SEVERITY_WHEN = "when the softmax is seen through a model class, or for log(softmax(x))"
     IN_TESTS = True  # a real bug in test helpers too
     MESSAGE = "{loss} is applied to {source}; {why}"
     HINT = (

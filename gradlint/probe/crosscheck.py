@@ -80,8 +80,9 @@ def cross_check(
             f"static analysis unavailable (cannot read {loc.path}: {exc})",
             unpredicted=findings,
         )
-    # the model was measured, so its file is model code wherever it lives (tests/ included)
-    config = replace(config if config is not None else Config(), test_paths=())
+    # the model was measured, so its file is model code wherever it lives (tests/ included),
+    # and a measurement may confirm what a preview rule says
+    config = replace(config if config is not None else Config(), test_paths=(), preview=True)
     result = lint_source(source, loc.path, config)
     static, scope = _in_scope(list(result.findings), loc)
     by_code = {f.code: (f, evidence) for f, evidence in runtime}
