@@ -40,6 +40,7 @@ class InitActivationMismatch(Rule):
 
     CODE = "GL109"
     SEVERITY = Severity.WARNING
+    PREVIEW = True  # below 9 in 10 right on labelled real code (benchmarks/quality)
     MESSAGE = "`{target}` uses {scheme} init (gain {gain}) but feeds {activation}; {why}"
     HINT = (
         'Use nn.init.kaiming_normal_(w, nonlinearity="relu") before ReLU, and Xavier or '

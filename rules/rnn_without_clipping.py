@@ -62,6 +62,7 @@ class RnnWithoutClipping(Rule):
     # LightningModule's `training_step` under automatic optimization
     NEEDS = ("backward", "training_step")
     SEVERITY = Severity.WARNING
+    PREVIEW = True  # below 9 in 10 right on labelled real code (benchmarks/quality)
     MESSAGE = (
         "this step trains an `nn.{layer}` without gradient clipping; backprop through time "
         "multiplies the gradient by the recurrent matrix once per time step, so gradients "

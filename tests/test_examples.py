@@ -26,7 +26,7 @@ def examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_bad_examples_trigger_every_default_rule(examples: Path) -> None:
-    result = CliRunner().invoke(cli, ["--no-cache", "-q", "examples/bad"])
+    result = CliRunner().invoke(cli, ["--no-cache", "-q", "--preview", "examples/bad"])
     assert result.exit_code == 1, result.output
     if os.environ.get("GRADLINT_UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.write_text(result.stdout, encoding="utf-8", newline="\n")

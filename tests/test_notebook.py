@@ -71,7 +71,9 @@ def test_cells_are_counted_as_the_notebook_shows_them(tmp_path: Path) -> None:
 def test_example_notebook_end_to_end() -> None:
     """The model is defined in cell 3 and trained in cell 7 (the fifth code cell: two markdown
     cells come before it), between magics."""
-    result = CliRunner().invoke(cli, ["--no-cache", "--format", "concise", str(EXAMPLE)])
+    result = CliRunner().invoke(
+        cli, ["--no-cache", "--preview", "--format", "concise", str(EXAMPLE)]
+    )
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert [re.sub(r"^.*char_rnn\.ipynb:", "", line).split(" ")[:3] for line in lines[:-1]] == [
@@ -177,14 +179,16 @@ def test_folders_find_notebooks_but_not_checkpoints(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE, tmp_path / "train.ipynb")
     (tmp_path / ".ipynb_checkpoints").mkdir()
     shutil.copy(EXAMPLE, tmp_path / ".ipynb_checkpoints" / "train-checkpoint.ipynb")
-    result = CliRunner().invoke(cli, ["--no-cache", str(tmp_path)])
+    result = CliRunner().invoke(cli, ["--no-cache", "--preview", str(tmp_path)])
     assert result.exit_code == 1
     assert "train.ipynb:cell 7:" in result.output
     assert "checkpoint" not in result.output
 
 
 def test_json_output_has_the_cell(tmp_path: Path) -> None:
-    code, output = lint(tmp_path, EXAMPLE.read_text(encoding="utf-8"), "--format", "json", "-q")
+    code, output = lint(
+        tmp_path, EXAMPLE.read_text(encoding="utf-8"), "--format", "json", "-q", "--preview"
+    )
     items = json.loads(output)
     assert {(i["cell"], i["line"], i["code"]) for i in items} == {(7, 3, "GL105"), (7, 11, "GL104")}
 
@@ -236,7 +240,7 @@ def test_stdin_notebook(tmp_path: Path) -> None:
 
 def test_cached_run_reports_the_same_cells(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE, tmp_path / "train.ipynb")
-    args = ["--cache-dir", str(tmp_path / "cache"), str(tmp_path / "train.ipynb")]
+    args = ["--cache-dir", str(tmp_path / "cache"), "--preview", str(tmp_path / "train.ipynb")]
     first = CliRunner().invoke(cli, args)
     second = CliRunner().invoke(cli, args)
     assert first.output == second.output

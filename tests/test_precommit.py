@@ -178,6 +178,10 @@ def test_pre_commit_on_one_staged_script_reports_the_model_it_imports(tmp_path: 
     _git(project, env, "add", "models.py")
     _git(project, env, "commit", "-q", "-m", "models")
     (project / "train.py").write_text(TRAIN, encoding="utf-8")
+    # GL104 is a preview rule: the project asks for it
+    (project / "pyproject.toml").write_text(
+        '[tool.gradlint]\nextend-select = ["GL104"]\n', encoding="utf-8"
+    )
     config = {"repos": [{"repo": "local", "hooks": [_local_hook()]}]}
     (project / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     _git(project, env, "add", "-A")

@@ -33,6 +33,9 @@ class Net(nn.Module):
 """
 
 
+PREVIEW = Config(preview=True)
+
+
 class PreviewRule(Rule):
     """## What it does\nA stand-in preview rule.\n\n## Why is this bad?\nIt is a test."""
 
@@ -65,6 +68,7 @@ def test_preview_rule_runs_with_preview_or_when_named() -> None:
 def test_listings_mark_preview_rules() -> None:
     assert rule_state(PreviewRule) == " (preview)"
     assert all(rule_state(rule) in ("", " (preview)") for rule in all_rules())
+    assert any(rule.PREVIEW for rule in all_rules())
 
 
 def test_preview_key_in_configuration(tmp_path: Path) -> None:
@@ -108,16 +112,16 @@ def test_not_test_paths(path: str) -> None:
 
 
 def test_training_rules_stay_quiet_in_tests() -> None:
-    codes = {f.code for f in lint_source(HIGH_LR, "train.py", Config()).findings}
+    codes = {f.code for f in lint_source(HIGH_LR, "train.py", PREVIEW).findings}
     assert "GL115" in codes
-    assert not lint_source(HIGH_LR, "tests/test_optim.py", Config()).findings
+    assert not lint_source(HIGH_LR, "tests/test_optim.py", PREVIEW).findings
 
 
 def test_test_paths_setting_replaces_the_default() -> None:
-    config = Config(test_paths=())
+    config = Config(test_paths=(), preview=True)
     codes = {f.code for f in lint_source(HIGH_LR, "tests/test_optim.py", config).findings}
     assert "GL115" in codes
-    config = Config(test_paths=("checks",))
+    config = Config(test_paths=("checks",), preview=True)
     assert not lint_source(HIGH_LR, "checks/optim.py", config).findings
 
 
