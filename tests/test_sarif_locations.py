@@ -51,7 +51,7 @@ def sarif(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     outside.parent.mkdir()
     outside.write_text(BAD, encoding="utf-8")
     monkeypatch.chdir(repo / "src")
-    args = ["--format", "sarif", "--no-cache", "-o", "out.sarif",
+    args = ["--format", "sarif", "--no-cache", "--preview", "-o", "out.sarif",
             "../my models", "broken.py", "char rnn.ipynb", str(outside)]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1, result.output

@@ -26,7 +26,9 @@ def _validate(document: dict[str, Any]) -> None:
 
 
 def _sarif(*paths: Path) -> dict[str, Any]:
-    result = CliRunner().invoke(cli, ["--format", "sarif", "--no-cache", *map(str, paths)])
+    result = CliRunner().invoke(
+        cli, ["--format", "sarif", "--no-cache", "--preview", *map(str, paths)]
+    )
     assert result.exit_code in (0, 1), result.output
     document: dict[str, Any] = json.loads(result.output)
     return document
