@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -63,15 +63,21 @@ def int_literal(node: cst.CSTNode) -> int | None:
     return None
 
 
-def range_count(node: cst.CSTNode) -> int | None:
-    """How many times `range(<literals>)` iterates, or None when it is not literal."""
+def range_count(
+    node: cst.CSTNode, constants: Mapping[str, cst.BaseExpression] | None = None
+) -> int | None:
+    """How many times `range(<literals>)` iterates, or None when it is not literal; names in
+    `constants` (the file's top-level `N_LAYERS = 8`) count as their literal."""
     if not (
         isinstance(node, cst.Call)
         and isinstance(node.func, cst.Name)
         and node.func.value == "range"
     ):
         return None
-    bounds = [int_literal(arg.value) for arg in node.args]
+    values = [arg.value for arg in node.args]
+    if constants:
+        values = [constants.get(v.value, v) if isinstance(v, cst.Name) else v for v in values]
+    bounds = [int_literal(value) for value in values]
     if not bounds or None in bounds or len(bounds) > 2:
         return None
     start, stop = (0, bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
