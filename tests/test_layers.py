@@ -40,7 +40,7 @@ def test_range_count_reads_constants_set_once_at_the_top() -> None:
             "import torch.nn as tnn\nN = 6\nM = 2\nM = 3\ndef f():\n    K = 4\n    return K\n"
         )
     )
-    assert set(index.constants) == {"N"}  # M is reassigned, K is local
-    count = layers.range_count(cst.parse_expression("range(1, N)"), index.constants)
-    assert count == 5
-    assert layers.range_count(cst.parse_expression("range(M)"), index.constants) is None
+    constants = layers.module_values(index)
+    assert set(constants) == {"N"}  # M is reassigned, K is local
+    assert layers.range_count(cst.parse_expression("range(1, N)"), constants) == 5
+    assert layers.range_count(cst.parse_expression("range(M)"), constants) is None

@@ -99,33 +99,6 @@ class TorchIndex:
         return found
 
     @cached_property
-    def constants(self) -> dict[str, cst.BaseExpression]:
-        """Names assigned once, at the top level of the file (`N_HIDDEN = 8`,
-        `ACTIVATION = torch.tanh`): hyperparameters a script sets up front."""
-        seen: dict[str, int] = {}
-        values: dict[str, cst.BaseExpression] = {}
-        for statement in walk_statements(self.module.body):
-            if not isinstance(statement, cst.SimpleStatementLine):
-                continue
-            for small in statement.body:
-                if isinstance(small, cst.Assign):
-                    for target in small.targets:
-                        if isinstance(target.target, cst.Name):
-                            name = target.target.value
-                            seen[name] = seen.get(name, 0) + 1
-                            values[name] = small.value
-        top = {
-            t.target.value
-            for line in self.module.body
-            if isinstance(line, cst.SimpleStatementLine)
-            for small in line.body
-            if isinstance(small, cst.Assign)
-            for t in small.targets
-            if isinstance(t.target, cst.Name)
-        }
-        return {name: values[name] for name in top if seen[name] == 1}
-
-    @cached_property
     def module_classes(self) -> dict[str, ModuleClass]:
         """nn.Module subclasses, including subclasses of local nn.Module subclasses."""
         result: dict[str, ModuleClass] = {}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from gradlint.semantics import tables
+from gradlint.semantics.factories import returned_elements
 from gradlint.semantics.index import PerFile, TorchIndex
 from gradlint.semantics.nodes import find
 
@@ -113,6 +114,11 @@ def _flatten(index: TorchIndex, items: Sequence[cst.CSTNode]) -> list[Layer] | N
         if isinstance(item, cst.Name):  # `nn.Sequential(encoder, decoder)` of module variables
             value = module_values(index).get(item.value)
             item = value if value is not None and id(value) not in _EXPANDING else item
+        elif isinstance(item, cst.Call):  # `conv_block(64, 128)` returning an nn.Sequential
+            returned = returned_elements(index, item)
+            if returned is not None and len(returned) == 1 and id(returned[0]) not in _EXPANDING:
+                if classify(index, returned[0]).kind == SEQUENTIAL:
+                    item = returned[0]
         layer = classify(index, item)
         if layer.kind == SEQUENTIAL:
             _EXPANDING.add(id(item))  # `net = nn.Sequential(net)` must not expand forever
