@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
 
 from gradlint.semantics import tables
+from gradlint.semantics.factories import returned_elements
 from gradlint.semantics.index import PerFile, TorchIndex
 from gradlint.semantics.nodes import find
 
@@ -63,15 +64,21 @@ def int_literal(node: cst.CSTNode) -> int | None:
     return None
 
 
-def range_count(node: cst.CSTNode) -> int | None:
-    """How many times `range(<literals>)` iterates, or None when it is not literal."""
+def range_count(
+    node: cst.CSTNode, constants: Mapping[str, cst.BaseExpression] | None = None
+) -> int | None:
+    """How many times `range(<literals>)` iterates, or None when it is not literal; names in
+    `constants` (the file's top-level `N_LAYERS = 8`) count as their literal."""
     if not (
         isinstance(node, cst.Call)
         and isinstance(node.func, cst.Name)
         and node.func.value == "range"
     ):
         return None
-    bounds = [int_literal(arg.value) for arg in node.args]
+    values = [arg.value for arg in node.args]
+    if constants:
+        values = [constants.get(v.value, v) if isinstance(v, cst.Name) else v for v in values]
+    bounds = [int_literal(value) for value in values]
     if not bounds or None in bounds or len(bounds) > 2:
         return None
     start, stop = (0, bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
@@ -107,6 +114,11 @@ def _flatten(index: TorchIndex, items: Sequence[cst.CSTNode]) -> list[Layer] | N
         if isinstance(item, cst.Name):  # `nn.Sequential(encoder, decoder)` of module variables
             value = module_values(index).get(item.value)
             item = value if value is not None and id(value) not in _EXPANDING else item
+        elif isinstance(item, cst.Call):  # `conv_block(64, 128)` returning an nn.Sequential
+            returned = returned_elements(index, item)
+            if returned is not None and len(returned) == 1 and id(returned[0]) not in _EXPANDING:
+                if classify(index, returned[0]).kind == SEQUENTIAL:
+                    item = returned[0]
         layer = classify(index, item)
         if layer.kind == SEQUENTIAL:
             _EXPANDING.add(id(item))  # `net = nn.Sequential(net)` must not expand forever
