@@ -165,7 +165,7 @@ class SchedulerBeforeOptimizerStep(Rule):
                 train(epoch)
         """,
             line=13,
-            message="runs before `train(epoch)` steps the optimizer",
+            message="runs before `train(...)` steps the optimizer",
         ),
         # in the batch loop, before the optimizer
         Invalid(
@@ -242,6 +242,8 @@ class SchedulerBeforeOptimizerStep(Rule):
     def visit_Module(self, node: cst.Module) -> None:
         code = self.context.module.code_for_node
         for found in early_scheduler_steps(training_facts(self.index)):
-            step = code(found.optimizer_step)
-            first = f"`{step}` steps the optimizer" if found.helper else f"`{step}`"
+            if found.helper:
+                first = f"`{found.helper}(...)` steps the optimizer"
+            else:
+                first = f"`{code(found.optimizer_step)}`"
             self.report(found.scheduler_step, sched=code(found.scheduler_step), first=first)

@@ -53,8 +53,9 @@ _OTHER_SCHEDULES = (
 _PLATEAU = "ReduceLROnPlateau"
 # Parts of names in a branch test that may single out the first pass (`if epoch > 0:`).
 _PASS_COUNTERS = ("epoch", "iter", "step", "warm", "first", "start", "resume", "count", "idx")
-# Methods inherited from Lightning that never touch gradients.
-_HARMLESS_METHODS = frozenset({"log", "log_dict", "print", "save_hyperparameters"})
+# Inherited methods named like bookkeeping (`self.log(...)`, `self.log_metric(...)`): they
+# are taken not to backpropagate nor step.
+_HARMLESS_PREFIXES = ("log", "print", "save", "record", "report", "write", "_log")
 
 
 # -- gradient clipping ----------------------------------------------------------------------
@@ -306,10 +307,13 @@ def _may_train(facts: TrainingFacts, event: Event, depth: int = _HELPER_DEPTH) -
     if event.name not in facts.walk.callers:
         return False  # a method of some object, or an imported function
     candidates = [f for f in facts.walk.events if f is not None and f.name.value == event.name]
-    if not candidates and isinstance(event.call.func, cst.Name):
-        return False  # `criterion(out, y)`, `model(x)`: a callable object, not a function here
+    if not candidates and (
+        isinstance(event.call.func, cst.Name)
+        or f"self.{event.name}" in facts.walk.assignments
+    ):
+        return False  # `criterion(out, y)`, `self.model(x)`: a callable object, not a function
     if len(candidates) != 1 or depth <= 0:
-        return event.name not in _HARMLESS_METHODS  # inherited, ambiguous or too deep
+        return not event.name.startswith(_HARMLESS_PREFIXES)  # inherited, ambiguous, deep
     return any(
         e.kind in ("backward", "step") or (e.kind == "call" and _may_train(facts, e, depth - 1))
         for e in facts.walk.events[candidates[0]]
@@ -318,6 +322,8 @@ def _may_train(facts: TrainingFacts, event: Event, depth: int = _HELPER_DEPTH) -
 
 def _repeats_kind(event: Event) -> bool:
     """`opt.step()` is walked as a `step` event and again as a `call`; the call is skipped."""
+    if event.name in ("train", "eval") and len(event.call.args) > 1:
+        return False  # `function.train(config, loader, model, ...)`: not `model.train()`
     return isinstance(event.call.func, cst.Attribute) and event.name in _KIND_METHODS
 
 
