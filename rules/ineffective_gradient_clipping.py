@@ -134,6 +134,28 @@ class IneffectiveGradientClipping(Rule):
                 optimizer.step()
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
         """),
+        # SAM's two half-steps: the clip sits before each of them
+        Valid("""
+            import torch
+            for x, y in loader:
+                criterion(model(x), y).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
+                optimizer.first_step(zero_grad=True)
+                criterion(model(x), y).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
+                optimizer.second_step(zero_grad=True)
+        """),
+        # an optimizer wrapper that clips inside its own step()
+        Valid("""
+            from torch.nn.utils import clip_grad_norm_
+            class ClippedOptimizer:
+                def __init__(self, optimizer, max_norm):
+                    self.optimizer = optimizer
+                    self.max_norm = max_norm
+                def step(self):
+                    clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.max_norm)
+                    self.optimizer.step()
+        """),
     ]
     INVALID = [
         Invalid(
@@ -200,6 +222,28 @@ class IneffectiveGradientClipping(Rule):
                 optimizer.zero_grad()
         """,
             line=10,
+        ),
+        # a virtual batch: stepped every few batches, and clipped only after the step
+        Invalid(
+            """
+            from torch import nn
+            class Trainer:
+                def __init__(self, model, optimizer, loader):
+                    self.model = model
+                    self.optimizer = optimizer
+                    self.loader = loader
+                def train(self):
+                    for batch_idx, batch in enumerate(self.loader):
+                        loss = self.model(batch)
+                        loss.backward()
+                        seen += len(batch)
+                        if seen == self.virtual_batch_size:
+                            self.optimizer.step()
+                            nn.utils.clip_grad_norm_(self.model.parameters(), self.max_norm)
+                            self.optimizer.zero_grad()
+                            seen = 0
+        """,
+            line=14,
         ),
     ]
 
