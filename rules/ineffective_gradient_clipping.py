@@ -156,6 +156,21 @@ class IneffectiveGradientClipping(Rule):
                     clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.max_norm)
                     self.optimizer.step()
         """),
+        # manual optimization: the order inside training_step is the usual one
+        Valid("""
+            import lightning as L
+            from torch.nn.utils import clip_grad_norm_
+            class Model(L.LightningModule):
+                def __init__(self):
+                    super().__init__()
+                    self.automatic_optimization = False
+                def training_step(self, batch, batch_idx):
+                    opt = self.optimizers()
+                    opt.zero_grad()
+                    self.manual_backward(self.model(batch).loss)
+                    clip_grad_norm_(self.parameters(), 1.0)
+                    opt.step()
+        """),
     ]
     INVALID = [
         Invalid(
@@ -245,11 +260,30 @@ class IneffectiveGradientClipping(Rule):
         """,
             line=14,
         ),
+        # Lightning's automatic optimization runs backward() after training_step returns
+        Invalid(
+            """
+            import lightning.pytorch as pl
+            from torch.nn.utils import clip_grad_norm_
+            class WorldModel(pl.LightningModule):
+                def training_step(self, batch, batch_idx):
+                    loss = self.model(batch).loss
+                    clip_grad_norm_(self.parameters(), 1.0)
+                    self.log("train_loss", loss)
+                    return loss
+        """,
+            line=6,
+            message="before the `backward()` Lightning runs after it",
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
         code = self.context.module.code_for_node
         for found in ineffective_clips(training_facts(self.index)):
-            other = code(found.other)
-            where = f"after `{other}`" if found.after_step else f"before `{other}`"
+            if found.other is None:
+                where = "in `training_step`, before the `backward()` Lightning runs after it"
+            elif found.after_step:
+                where = f"after `{code(found.other)}`"
+            else:
+                where = f"before `{code(found.other)}`"
             self.report(found.clip, clip=code(found.clip), where=where)

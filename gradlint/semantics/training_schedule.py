@@ -51,6 +51,7 @@ _OTHER_SCHEDULES = (
     "sigma",
 )
 _PLATEAU = "ReduceLROnPlateau"
+_LIGHTNING_MODULES = ("lightning.pytorch.LightningModule", "lightning.pytorch.core.LightningModule")
 # Parts of names in a branch test that may single out the first pass (`if epoch > 0:`).
 _PASS_COUNTERS = ("epoch", "iter", "step", "warm", "first", "start", "resume", "count", "idx")
 # Inherited methods named like bookkeeping (`self.log(...)`, `self.log_metric(...)`): they
@@ -66,21 +67,47 @@ class IneffectiveClip:
     """A clipping call outside its pass's backward-to-step window."""
 
     clip: cst.Call
-    other: cst.Call  # the `backward()` it precedes, or the `step()` it follows
-    after_step: bool
+    other: cst.Call | None  # the `backward()` it precedes or the `step()` it follows; None
+    after_step: bool  # for the backward Lightning runs after `training_step`
 
 
 def ineffective_clips(facts: TrainingFacts) -> list[IneffectiveClip]:
     """Clipping calls that run before the pass's `backward()` or after its `step()`."""
     found: list[IneffectiveClip] = []
     for function, events in facts.walk.events.items():
+        automatic = _is_automatic_training_step(facts, function, events)
         for i, event in enumerate(events):
             if event.kind != "clip" or not _changes_gradients(facts, event.call):
+                continue
+            if automatic:
+                found.append(IneffectiveClip(event.call, None, after_step=False))
                 continue
             hit = _misplaced_clip(facts, function, events, i)
             if hit is not None:
                 found.append(hit)
     return found
+
+
+def _is_automatic_training_step(
+    facts: TrainingFacts, function: Function, events: list[Event]
+) -> bool:
+    """`training_step` of a LightningModule left to automatic optimization: Lightning runs
+    `backward()` after it returns, so everything in it runs before the backward."""
+    if function is None or function.name.value != "training_step":
+        return False
+    cls = facts.index.classes.get(facts.walk.owner.get(function, ""))
+    if cls is None or not any(
+        (facts.index.qualified(base.value) or "").startswith(_LIGHTNING_MODULES)
+        for base in cls.bases
+    ):
+        return False  # not a LightningModule of this file (a subclass of one elsewhere)
+    if any(e.kind in ("backward", "step") for e in events):
+        return False  # manual optimization: the order is read as usual
+    return not any(
+        isinstance(node, cst.Assign)
+        and any(dotted_name(t.target) == "self.automatic_optimization" for t in node.targets)
+        for node in findall(cls, cst.Assign)
+    )
 
 
 def _misplaced_clip(
@@ -93,8 +120,6 @@ def _misplaced_clip(
         return None  # a step comes first (the clip works), or the order is unknown
     prev = _first_decisive(facts, function, clip, list(reversed(before)))
     if prev is None:
-        if not _stepped_after(facts, function, clip, after[after.index(nxt) + 1 :]):
-            return None  # no step after that backward here: the caller may step
         return IneffectiveClip(clip.call, nxt.call, after_step=False)
     if prev.kind == "step":
         return IneffectiveClip(clip.call, prev.call, after_step=True)
@@ -133,23 +158,16 @@ def _first_decisive(
     return None
 
 
-def _stepped_after(
-    facts: TrainingFacts, function: Function, clip: Event, events: Sequence[Event]
-) -> bool:
-    """An optimizer step follows (before the next clipping), in this loop or one inside it."""
-    for event in events:
-        if event is clip or event.kind == "clip":
-            return False
-        if event.kind == "step" and _step_kind(facts, event, function) != "other":
-            return True
-    return False
-
-
 def _changes_gradients(facts: TrainingFacts, call: cst.Call) -> bool:
     """Clipping proper: not `get_total_norm`, not `clip_grad_norm_(params, inf)` (a way to
     read the total norm for logging)."""
     if facts.index.call_name(call) in _MEASURING:
         return False
+    if any(
+        a.keyword is not None and "clip" in a.keyword.value and dotted_name(a.value) == "False"
+        for a in call.args
+    ):
+        return False  # a project's own `clip_grad_norm_(..., clip_grad=False)`: measures only
     bound = next(
         (a.value for a in call.args if a.keyword is not None and a.keyword.value != "parameters"),
         call.args[1].value if len(call.args) > 1 and call.args[1].keyword is None else None,
