@@ -266,13 +266,16 @@ class IneffectiveGradientClipping(Rule):
             import lightning.pytorch as pl
             from torch.nn.utils import clip_grad_norm_
             class WorldModel(pl.LightningModule):
+                def __init__(self, model):
+                    super().__init__()
+                    self.model = model
                 def training_step(self, batch, batch_idx):
                     loss = self.model(batch).loss
                     clip_grad_norm_(self.parameters(), 1.0)
                     self.log("train_loss", loss)
                     return loss
         """,
-            line=6,
+            line=9,
             message="before the `backward()` Lightning runs after it",
         ),
     ]

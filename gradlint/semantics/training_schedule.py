@@ -30,7 +30,7 @@ _KIND_METHODS = frozenset(
     {"step", "backward", "manual_backward", "zero_grad", "train", "eval"}
 )
 # Parts of a called name that mean "this may backpropagate or step" (`optimizer_step(...)`).
-_TRAINING_FRAGMENTS = ("backward", "step", "optimiz")
+_TRAINING_FRAGMENTS = ("backward", "optimiz")
 # Things named `*sched*` that schedule something other than the learning rate.
 _OTHER_SCHEDULES = (
     "noise",
@@ -57,6 +57,11 @@ _PASS_COUNTERS = ("epoch", "iter", "step", "warm", "first", "start", "resume", "
 # Inherited methods named like bookkeeping (`self.log(...)`, `self.log_metric(...)`): they
 # are taken not to backpropagate nor step.
 _HARMLESS_PREFIXES = ("log", "print", "save", "record", "report", "write", "_log")
+# nn.Module / LightningModule methods that read the model without running backward.
+_HARMLESS_METHODS = frozenset(
+    {"parameters", "named_parameters", "modules", "named_modules", "children", "forward",
+     "state_dict", "all_gather", "lr_schedulers"}
+)
 
 
 # -- gradient clipping ----------------------------------------------------------------------
@@ -101,8 +106,12 @@ def _is_automatic_training_step(
         for base in cls.bases
     ):
         return False  # not a LightningModule of this file (a subclass of one elsewhere)
-    if any(e.kind in ("backward", "step") for e in events):
-        return False  # manual optimization: the order is read as usual
+    if any(
+        e.kind in ("backward", "step")
+        or (e.kind == "call" and (e.name == "optimizers" or _may_train(facts, e)))
+        for e in events
+    ):
+        return False  # manual optimization (or a helper that may run it): read as usual
     return not any(
         isinstance(node, cst.Assign)
         and any(dotted_name(t.target) == "self.automatic_optimization" for t in node.targets)
@@ -320,7 +329,7 @@ def _may_train(facts: TrainingFacts, event: Event, depth: int = _HELPER_DEPTH) -
     if _repeats_kind(event):
         return False  # the same call again, already seen as a backward/step/... event
     lowered = event.name.lower()
-    if any(f in lowered for f in _TRAINING_FRAGMENTS):
+    if any(f in lowered for f in _TRAINING_FRAGMENTS) or _names_a_step(lowered):
         return True
     if event.name not in facts.walk.callers:
         return False  # a method of some object, or an imported function
@@ -331,10 +340,18 @@ def _may_train(facts: TrainingFacts, event: Event, depth: int = _HELPER_DEPTH) -
     ):
         return False  # `criterion(out, y)`, `self.model(x)`: a callable object, not a function
     if len(candidates) != 1 or depth <= 0:
-        return not event.name.startswith(_HARMLESS_PREFIXES)  # inherited, ambiguous, deep
+        harmless = event.name in _HARMLESS_METHODS or event.name.startswith(_HARMLESS_PREFIXES)
+        return not harmless  # inherited, ambiguous or too deep
     return any(
         e.kind in ("backward", "step") or (e.kind == "call" and _may_train(facts, e, depth - 1))
         for e in facts.walk.events[candidates[0]]
+    )
+
+
+def _names_a_step(name: str) -> bool:
+    """`train_step`, `step_model`, `take_step`; not `timesteps` nor `num_steps`."""
+    return "time" not in name and (
+        name == "step" or name.endswith("_step") or name.startswith("step_")
     )
 
 
