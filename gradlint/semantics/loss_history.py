@@ -311,18 +311,23 @@ def _backpropagating_loop(
     assigned: Assigned,
     criteria: set[str],
 ) -> Loop | None:
-    """The innermost loop around the accumulation that computes `loss` afresh in every pass
-    and backpropagates it (or, for a criterion's result, backpropagates anything)."""
-    name = loss.value
-    for loop in reversed(statement.loops):
-        inside = [(s, v) for s, v in assigned.get(name, []) if loop in s.loops]
-        if not inside:
-            continue  # not computed in this loop's passes
-        loop_backwards = [target for s, target in backwards if loop in s.loops]
-        if name in loop_backwards:
-            return loop
-        if loop_backwards and any(_is_loss_call(index, v, criteria) for _, v in inside):
-            return loop
+    """The loop whose every pass computes the accumulated `loss` afresh and backpropagates
+    it (or, for a torch criterion's result, backpropagates anything): the innermost loop of
+    the assignment that reaches the accumulation."""
+    order = {id(s): i for i, s in enumerate(scope.statements)}
+    here = order[id(statement)]
+    before = [(s, v) for s, v in assigned.get(loss.value, []) if order[id(s)] < here]
+    if not before:
+        return None  # bound in an earlier pass, or by a `for` target: not followed
+    reaching, value = before[-1]
+    if not reaching.loops or reaching.loops[-1] not in statement.loops:
+        return None  # computed outside the accumulating loop
+    loop = reaching.loops[-1]
+    same_pass = [target for s, target in backwards if s.loops and s.loops[-1] is loop]
+    if loss.value in same_pass:
+        return loop
+    if same_pass and _is_loss_call(index, value, criteria):
+        return loop
     return None
 
 
