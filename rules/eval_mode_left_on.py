@@ -149,6 +149,24 @@ class EvalModeLeftOn(Rule):
                 model.eval()
                 validate(model)
         """),
+        # distillation: the teacher stays in eval mode on purpose, the student is trained
+        Valid("""
+            import torch
+            import torchvision
+            teacher = torchvision.models.resnet50()
+            student = torchvision.models.resnet18()
+            opt = torch.optim.SGD(student.parameters(), lr=0.1)
+            for epoch in range(epochs):
+                student.train()
+                for x, y in loader:
+                    teacher.eval()
+                    with torch.no_grad():
+                        soft = teacher(x).softmax(-1)
+                    loss = torch.nn.functional.kl_div(student(x).log_softmax(-1), soft)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        """),
     ]
     INVALID = [
         Invalid(

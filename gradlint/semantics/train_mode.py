@@ -19,8 +19,8 @@ from gradlint.semantics.index import PerFile, TorchIndex
 from gradlint.semantics.names import dotted_name
 from gradlint.semantics.nodes import findall
 from gradlint.semantics.recurrent import local_class, unwrap
-from gradlint.semantics.training import TrainingFacts
-from gradlint.semantics.training_walk import Event, Function, Loop, receiver
+from gradlint.semantics.training import TrainingFacts, parameters_calls
+from gradlint.semantics.training_walk import Event, Function, Loop, receiver, starts
 
 # layers whose forward pass differs between training and evaluation mode
 MODE_LAYERS = frozenset(
@@ -51,6 +51,7 @@ _MAX_HOPS = 4  # `self.model = model`, `net = model`...: alias chains longer are
 _LAST_PASS_WORDS = ("last", "final", "==")  # `if epoch == epochs - 1:` evaluates once, at the end
 
 TRAIN, EVAL, STEP = "train", "eval", "step"
+_FROZEN_WORDS = ("teacher", "target", "ema", "frozen", "reference", "ref_")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,10 @@ def eval_left_on(facts: TrainingFacts) -> list[EvalLeftOn]:
                 if id(event.call) in seen:
                     continue
                 seen.add(id(event.call))
-                layer, imported = _mode_layer(facts, model, function)
+                names: list[str] = []
+                layer, imported = _mode_layer(facts, model, function, names)
+                if not _is_trained(facts, names):
+                    continue  # a frozen teacher or target network, kept in eval on purpose
                 if layer or imported:
                     found.append(EvalLeftOn(event.call, model, layer, imported))
     return found
@@ -220,10 +224,33 @@ def _last_pass_only(facts: TrainingFacts, function: Function, event: Event) -> b
 # -- does the mode matter for this model ---------------------------------------------------
 
 
-def _mode_layer(facts: TrainingFacts, key: str, where: Function) -> tuple[str | None, str | None]:
-    """(the mode-dependent layer the model holds, or the imported class it is built from)."""
+def _is_trained(facts: TrainingFacts, names: list[str]) -> bool:
+    """One of the names the evaluated model goes by is what an optimizer of this file steps
+    (`Adam(model.parameters())`); with no optimizer built here, a name that does not say it
+    is a frozen copy."""
+    owners: set[str] = set()
+    for values in facts.walk.assignments.values():
+        for value, _ in values:
+            name = facts.index.call_name(value)
+            if not starts(name, tables.OPTIMIZER_PREFIXES) or starts(name, tables.NOT_OPTIMIZERS):
+                continue
+            for call in parameters_calls(value):
+                key = dotted_name(receiver(call))
+                if key is not None:
+                    owners.add(key)
+    if owners:
+        return any(name in owners for name in names)
+    return not any(word in name.lower() for name in names for word in _FROZEN_WORDS)
+
+
+def _mode_layer(
+    facts: TrainingFacts, key: str, where: Function, names: list[str]
+) -> tuple[str | None, str | None]:
+    """(the mode-dependent layer the model holds, or the imported class it is built from);
+    `names` receives every name the model goes by on the way."""
     index, walk = facts.index, facts.walk
     for _ in range(_MAX_HOPS):
+        names.append(key)
         if key == "self" and where in walk.owner:
             return mode_layer_in_class(index, walk.owner[where]) or None, None
         root = key.split(".", 1)[0]
