@@ -25,6 +25,7 @@ class ClassFacts:
     line: int
     rnn: str | None = None  # the first recurrent layer it builds (LSTM, GRU, ...)
     output: str | None = None  # softmax / log_softmax / sigmoid when forward() ends in one
+    mode_layer: str | None = None  # the first dropout / batch-norm layer it builds
 
 
 @dataclass(frozen=True)

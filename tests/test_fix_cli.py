@@ -124,3 +124,31 @@ def test_a_fix_on_a_line_that_ipython_rewrote_is_left_alone(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "GL122" in result.output
     assert target.read_bytes() == before
+
+
+LOSS_SUM = """\
+import torch
+from torch import nn
+
+def fit(model, loader, optimizer, epochs):
+    criterion = nn.CrossEntropyLoss()
+    for epoch in range(epochs):
+        running = 0.0
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+            running += loss
+        print(f"epoch {epoch}: {running / len(loader):.3f}")
+"""
+
+
+def test_fix_accumulates_the_loss_as_a_number(tmp_path: Path) -> None:
+    target = tmp_path / "fit.py"
+    target.write_text(LOSS_SUM)
+    result = CliRunner().invoke(cli, ["--select", "GL121", "--fix", "--no-cache", str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.read_text() == LOSS_SUM.replace("running += loss\n", "running += loss.item()\n")
+    again = CliRunner().invoke(cli, ["--select", "GL121", "--diff", "--no-cache", str(target)])
+    assert again.exit_code == 0 and again.output == ""

@@ -11,6 +11,7 @@ from gradlint.semantics import layers, tables
 from gradlint.semantics.index import ModuleClass, TorchIndex, self_attribute
 from gradlint.semantics.nodes import find
 from gradlint.semantics.recurrent import rnn_in_class
+from gradlint.semantics.train_mode import mode_layer_in_class
 
 OUTPUT_MODULES = {
     tables.NN + "Softmax": "softmax",
@@ -32,12 +33,14 @@ OUTPUT_METHODS = {"softmax": "softmax", "log_softmax": "log_softmax", "sigmoid":
 def class_facts(index: TorchIndex, text: str) -> dict[str, ClassFacts]:
     """ClassFacts for every nn.Module class of the file whose source is `text`."""
     may_hold_rnn = any(word in text for word in ("RNN", "LSTM", "GRU"))  # cheap text check first
+    may_hold_mode = any(word in text for word in ("ropout", "Norm", "Transformer", "torchvision"))
     return {
         name: ClassFacts(
             name=name,
             line=_class_line(text, name),
             rnn=rnn_in_class(index, name) if may_hold_rnn else None,
             output=output_activation(index, info),
+            mode_layer=(mode_layer_in_class(index, name) or None) if may_hold_mode else None,
         )
         for name, info in index.module_classes.items()
     }
