@@ -19,19 +19,20 @@ class SchedulerBeforeOptimizerStep(Rule):
     Since PyTorch 1.1 a scheduler's `step()` moves the learning rate on to the *next* value of
     the schedule, and the optimizer starts at the first one. Stepping the scheduler first
     means the first value is never used and every epoch (or batch) trains with the rate meant
-    for the one after it: a warm-up starts past its start, a step decay comes one epoch
-    early, and a one-cycle schedule runs out a step before the end. PyTorch warns "Detected
-    call of `lr_scheduler.step()` before `optimizer.step()`". The pre-1.1 idiom
-    `for epoch ...: scheduler.step(); train(...)` is the usual source; move the call after
-    the optimizer's steps (the end of the epoch, or right after `optimizer.step()`).
+    for the one after it: a warm-up skips its first (smallest) rate and a step decay comes
+    one epoch early. PyTorch warns "Detected call of `lr_scheduler.step()` before
+    `optimizer.step()`". The pre-1.1 idiom `for epoch ...: scheduler.step(); train(...)` is
+    the usual source; move the call after the optimizer's steps (the end of the epoch, or
+    right after `optimizer.step()`).
 
     ## Known limitations
     A scheduler is recognised by its construction (`torch.optim.lr_scheduler.*`,
     `transformers.get_*_schedule*`), or, when it is built elsewhere, by a name containing
-    `sched`. `step(...)` with an argument (`ReduceLROnPlateau`, an explicit epoch) and a call
-    behind its own `if` are left alone, as is a scheduler stepped once before the loop.
-    Helpers are followed only in this file, and an imported function only when its name says
-    it trains and it receives the optimizer.
+    `sched` (a schedule class of this file is left alone). `step(...)` with an argument
+    (`ReduceLROnPlateau`, an explicit epoch), a call behind an `if` whose test reads a number
+    or a counter (`if epoch > 0:`), and a scheduler stepped once before the loop are left
+    alone. Helpers are followed only in this file, and an imported function only when its
+    name says it trains and it receives the optimizer.
     """
 
     CODE = "GL123"

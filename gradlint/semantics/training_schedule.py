@@ -26,9 +26,7 @@ _HELPER_DEPTH = 3  # helpers calling helpers: how deep a stepping optimizer is l
 _MEASURING = frozenset({"torch.nn.utils.get_total_norm"})
 _INFINITE = frozenset({"inf", "math.inf", "np.inf", "numpy.inf", "torch.inf"})
 # Methods already told apart by their event kind; their `call` events repeat the same call.
-_KIND_METHODS = frozenset(
-    {"step", "backward", "manual_backward", "zero_grad", "train", "eval"}
-)
+_KIND_METHODS = frozenset({"step", "backward", "manual_backward", "zero_grad", "train", "eval"})
 # Parts of a called name that mean "this may backpropagate or step" (`optimizer_step(...)`).
 _TRAINING_FRAGMENTS = ("backward", "optimiz")
 # Things named `*sched*` that schedule something other than the learning rate.
@@ -59,8 +57,17 @@ _PASS_COUNTERS = ("epoch", "iter", "step", "warm", "first", "start", "resume", "
 _HARMLESS_PREFIXES = ("log", "print", "save", "record", "report", "write", "_log")
 # nn.Module / LightningModule methods that read the model without running backward.
 _HARMLESS_METHODS = frozenset(
-    {"parameters", "named_parameters", "modules", "named_modules", "children", "forward",
-     "state_dict", "all_gather", "lr_schedulers"}
+    {
+        "parameters",
+        "named_parameters",
+        "modules",
+        "named_modules",
+        "children",
+        "forward",
+        "state_dict",
+        "all_gather",
+        "lr_schedulers",
+    }
 )
 
 
@@ -130,7 +137,7 @@ def _misplaced_clip(
     prev = _first_decisive(facts, function, clip, list(reversed(before)))
     if prev is None:
         return IneffectiveClip(clip.call, nxt.call, after_step=False)
-    if prev.kind == "step":
+    if prev.kind == "step" and _step_kind(facts, prev, function) == "optimizer":
         return IneffectiveClip(clip.call, prev.call, after_step=True)
     return None  # between two backward() calls, or unknown
 
@@ -229,7 +236,7 @@ def _early(
 ) -> EarlySchedulerStep | None:
     event = events[i]
     if event.loops:
-        if not event.blocks or _counts_passes(event.blocks[-1], event.loops[-1]):
+        if _guarded(event):
             return None  # behind `if epoch > 0:` or the like: may skip the first pass
     elif not _runs_per_epoch(facts, function) or event.blocks:
         return None  # once before training, or guarded: often a deliberate warm-up skip
@@ -237,17 +244,21 @@ def _early(
         return None  # an optimizer may have stepped already
     region = [e for e in events[i + 1 :] if _inside(e, event.loops)]
     for later in region:
-        helper = _steps(facts, later, function)
+        helper = _steps(facts, later, function, known=True)
         if helper is not None:
             return EarlySchedulerStep(event.call, later.call, helper or None)
     return None
 
 
-def _steps(facts: TrainingFacts, event: Event, function: Function) -> str | None:
-    """"" when `event` is an optimizer step; a helper's name when it is a call that steps an
-    optimizer (a helper of this file, or a `train*` call handed the optimizer); else None."""
+def _steps(
+    facts: TrainingFacts, event: Event, function: Function, known: bool = False
+) -> str | None:
+    """ "" when `event` is an optimizer step; a helper's name when it is a call that steps an
+    optimizer (a helper of this file, or a `train*` call handed the optimizer); else None.
+    With `known`, a `step()` of something unknown (`prof.step()`) is no optimizer step."""
     if event.kind == "step":
-        return "" if _step_kind(facts, event, function) != "other" else None
+        kind = _step_kind(facts, event, function)
+        return "" if kind == "optimizer" or (kind == "unknown" and not known) else None
     if event.kind != "call" or _repeats_kind(event):
         return None
     if event.name in facts.walk.callers and _helper_steps(facts, event.name, _HELPER_DEPTH):
@@ -297,7 +308,7 @@ def _is_lr_scheduler(facts: TrainingFacts, expr: cst.BaseExpression, where: Func
         names = [facts.index.call_name(v) for v, _ in pairs]
         if any(starts(n, tables.SCHEDULER_PREFIXES) for n in names):
             return not any(n is not None and n.endswith(_PLATEAU) for n in names)
-        if any(n is not None and n.split(".")[-1] in facts.index.classes for n in names):
+        if any(_built_by_local_class(facts, v) for v, _ in pairs):
             return False  # a schedule class of this file: its `step()` may be anything
         alias = dotted_name(pairs[0][0]) if len(pairs) == 1 else None
         if alias is None:
@@ -307,11 +318,18 @@ def _is_lr_scheduler(facts: TrainingFacts, expr: cst.BaseExpression, where: Func
     return "sched" in last and not any(part in last for part in _OTHER_SCHEDULES)
 
 
+def _built_by_local_class(facts: TrainingFacts, value: cst.BaseExpression) -> bool:
+    if not isinstance(value, cst.Call):
+        return False
+    name = dotted_name(value.func)
+    return name is not None and name.rsplit(".", 1)[-1] in facts.index.classes
+
+
 # -- shared ----------------------------------------------------------------------------------
 
 
 def _step_kind(facts: TrainingFacts, event: Event, function: Function) -> str:
-    """"optimizer", "other" (a scheduler, `env.step(action)`) or "unknown" (`engine.step()`)."""
+    """ "optimizer", "other" (a scheduler, `env.step(action)`) or "unknown" (`engine.step()`)."""
     if facts.stepped_optimizer(event.call, function) is not None:
         return "optimizer"
     owner = receiver(event.call)
@@ -335,8 +353,7 @@ def _may_train(facts: TrainingFacts, event: Event, depth: int = _HELPER_DEPTH) -
         return False  # a method of some object, or an imported function
     candidates = [f for f in facts.walk.events if f is not None and f.name.value == event.name]
     if not candidates and (
-        isinstance(event.call.func, cst.Name)
-        or f"self.{event.name}" in facts.walk.assignments
+        isinstance(event.call.func, cst.Name) or f"self.{event.name}" in facts.walk.assignments
     ):
         return False  # `criterion(out, y)`, `self.model(x)`: a callable object, not a function
     if len(candidates) != 1 or depth <= 0:
@@ -375,13 +392,20 @@ def _same_pass(a: Event, b: Event) -> bool:
     return a.runs_whenever(b) or b.runs_whenever(a)
 
 
+def _guarded(event: Event) -> bool:
+    """Some branch between the innermost loop's body and `event` may skip the first pass."""
+    loop = event.loops[-1]
+    body = getattr(getattr(loop, "body", None), "body", None)
+    inner = [i for i, block in enumerate(event.blocks) if block is body]
+    if not inner:
+        return True  # the loop's `else`: not looked into
+    return any(_counts_passes(block, loop) for block in event.blocks[inner[-1] + 1 :])
+
+
 def _counts_passes(block: object, loop: cst.CSTNode) -> bool:
     """`block` is a branch whose test may tell the first pass from the others: it reads a
     number or a name like `epoch`, `step`, `iter`, `warmup` (`if phase == "train":` does
-    not). A block that is not the loop body nor an `if` branch in it counts as such."""
-    body = getattr(loop, "body", None)
-    if body is not None and getattr(body, "body", None) is block:
-        return False  # the loop body itself
+    not). A block that is not an `if` branch (an `else`, a `try`) counts as such."""
     branch = next(
         (
             node
