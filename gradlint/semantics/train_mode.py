@@ -99,8 +99,9 @@ def _left_on(
 ) -> list[tuple[Event, str]]:
     """The eval events of `loop` after which, going round the loop, a training step comes
     before any `train()`."""
-    inside = [e for e in events if loop in e.loops]
     body = _body(loop)
+    # the loop's body only: a `for ... else:` block runs once, after the last pass
+    inside = [e for e in events if loop in e.loops and any(b is body for b in e.blocks)]
     flat = [(e, mark) for e in inside for mark in _marks(facts, e, function)]
     if not any(mark.kind == STEP for _, mark in flat):
         return []  # nothing trains in this loop
@@ -135,7 +136,10 @@ def _in_body(event: Event, body: object) -> bool:
 def _marks(facts: TrainingFacts, event: Event, function: Function, depth: int = 0) -> list[_Mark]:
     """What one event does to the mode: TRAIN, EVAL, STEP (a backward), in order."""
     if event.kind == "backward":
-        return [_Mark(STEP, None)]
+        # a training step: a backward that an optimizer step follows (not a Fisher or
+        # saliency computation, which may run in eval mode on purpose)
+        stepped = any(step.backward is event.call for step in facts.steps)
+        return [_Mark(STEP, None)] if stepped else []
     if event.kind == "train":
         if _is_train_false(event.call):
             return [_Mark(EVAL, dotted_name(receiver(event.call)))]
