@@ -186,6 +186,25 @@ class EvalModeLeftOn(Rule):
                 model.eval()
                 weights = fisher(model, x, y)
         """),
+        # only the new head is trained: the frozen backbone may stay in eval mode
+        Valid("""
+            import torch
+            import torchvision
+            net = torchvision.models.resnet50(weights="DEFAULT")
+            net.fc = torch.nn.Linear(2048, 37)
+            net.train()
+            optim = torch.optim.SGD(net.fc.parameters(), lr=0.01, momentum=0.9)
+            def evaluate(net, loader):
+                net.eval()
+                with torch.no_grad():
+                    return sum(net(x).argmax(1).eq(y).sum().item() for x, y in loader)
+            for epoch in range(10):
+                for x, y in loader:
+                    optim.zero_grad()
+                    torch.nn.functional.cross_entropy(net(x), y).backward()
+                    optim.step()
+                evaluate(net, test_loader)
+        """),
         # distillation: the teacher stays in eval mode on purpose, the student is trained
         Valid("""
             import torch
