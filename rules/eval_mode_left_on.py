@@ -149,6 +149,62 @@ class EvalModeLeftOn(Rule):
                 model.eval()
                 validate(model)
         """),
+        # evaluated in the `else:` of the batch loop; the epoch loop switches back first
+        Valid("""
+            import torch
+            import torchvision
+            model = torchvision.models.densenet121()
+            optimizer = torch.optim.Adam(model.parameters())
+            for epoch in range(n_epochs):
+                model.train()
+                for data, target in train_loader:
+                    optimizer.zero_grad()
+                    loss = criterion(model(data), target)
+                    loss.backward()
+                    optimizer.step()
+                else:
+                    model.eval()
+                    with torch.no_grad():
+                        valid_loss = sum(criterion(model(x), y).item() for x, y in valid_loader)
+        """),
+        # after each task, gradients in eval mode for a Fisher estimate: no optimizer step
+        Valid("""
+            import torch
+            from torch import nn
+            model = nn.Sequential(nn.Linear(1, 64), nn.Dropout(0.1), nn.ReLU(), nn.Linear(64, 1))
+            def fisher(model, x, y):
+                model.zero_grad()
+                nn.functional.mse_loss(model(x), y).backward()
+                return [p.grad.pow(2) for p in model.parameters()]
+            for x, y in tasks:
+                model.train()
+                opt = torch.optim.SGD(model.parameters(), lr=0.01)
+                for step in range(1000):
+                    opt.zero_grad()
+                    nn.functional.mse_loss(model(x), y).backward()
+                    opt.step()
+                model.eval()
+                weights = fisher(model, x, y)
+        """),
+        # only the new head is trained: the frozen backbone may stay in eval mode
+        Valid("""
+            import torch
+            import torchvision
+            net = torchvision.models.resnet50(weights="DEFAULT")
+            net.fc = torch.nn.Linear(2048, 37)
+            net.train()
+            optim = torch.optim.SGD(net.fc.parameters(), lr=0.01, momentum=0.9)
+            def evaluate(net, loader):
+                net.eval()
+                with torch.no_grad():
+                    return sum(net(x).argmax(1).eq(y).sum().item() for x, y in loader)
+            for epoch in range(10):
+                for x, y in loader:
+                    optim.zero_grad()
+                    torch.nn.functional.cross_entropy(net(x), y).backward()
+                    optim.step()
+                evaluate(net, test_loader)
+        """),
         # distillation: the teacher stays in eval mode on purpose, the student is trained
         Valid("""
             import torch

@@ -111,6 +111,21 @@ class LossGraphAccumulation(Rule):
                 with torch.no_grad():
                     total_loss += loss
         """),
+        # the test loss of each epoch is computed under inference_mode: it has no graph
+        Valid("""
+            import torch
+            test_losses = []
+            for epoch in range(epochs):
+                model.train()
+                loss = torch.nn.functional.l1_loss(model(x_train), y_train)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                model.eval()
+                with torch.inference_mode():
+                    test_loss = torch.nn.functional.l1_loss(model(x_test), y_test)
+                test_losses.append(test_loss)
+        """),
         # no backward in this loop: an evaluation that only sums
         Valid("""
             import torch

@@ -320,6 +320,8 @@ def _backpropagating_loop(
     if not before:
         return None  # bound in an earlier pass, or by a `for` target: not followed
     reaching, value = before[-1]
+    if reaching.no_grad:
+        return None  # computed under no_grad / inference_mode: it has no graph
     if not reaching.loops or reaching.loops[-1] not in statement.loops:
         return None  # computed outside the accumulating loop
     loop = reaching.loops[-1]

@@ -78,7 +78,7 @@ def eval_left_on(facts: TrainingFacts) -> list[EvalLeftOn]:
                 seen.add(id(event.call))
                 names: list[str] = []
                 layer, imported = _mode_layer(facts, model, function, names)
-                if not _is_trained(facts, names):
+                if not _is_trained(facts, names, _stepped_here(facts, function, loop)):
                     continue  # a frozen teacher or target network, kept in eval on purpose
                 if layer or imported:
                     found.append(EvalLeftOn(event.call, model, layer, imported))
@@ -99,8 +99,9 @@ def _left_on(
 ) -> list[tuple[Event, str]]:
     """The eval events of `loop` after which, going round the loop, a training step comes
     before any `train()`."""
-    inside = [e for e in events if loop in e.loops]
     body = _body(loop)
+    # the loop's body only: a `for ... else:` block runs once, after the last pass
+    inside = [e for e in events if loop in e.loops and any(b is body for b in e.blocks)]
     flat = [(e, mark) for e in inside for mark in _marks(facts, e, function)]
     if not any(mark.kind == STEP for _, mark in flat):
         return []  # nothing trains in this loop
@@ -135,7 +136,10 @@ def _in_body(event: Event, body: object) -> bool:
 def _marks(facts: TrainingFacts, event: Event, function: Function, depth: int = 0) -> list[_Mark]:
     """What one event does to the mode: TRAIN, EVAL, STEP (a backward), in order."""
     if event.kind == "backward":
-        return [_Mark(STEP, None)]
+        # a training step: a backward that an optimizer step follows (not a Fisher or
+        # saliency computation, which may run in eval mode on purpose)
+        stepped = any(step.backward is event.call for step in facts.steps)
+        return [_Mark(STEP, None)] if stepped else []
     if event.kind == "train":
         if _is_train_false(event.call):
             return [_Mark(EVAL, dotted_name(receiver(event.call)))]
@@ -224,20 +228,43 @@ def _last_pass_only(facts: TrainingFacts, function: Function, event: Event) -> b
 # -- does the mode matter for this model ---------------------------------------------------
 
 
-def _is_trained(facts: TrainingFacts, names: list[str]) -> bool:
-    """One of the names the evaluated model goes by is what an optimizer of this file steps
-    (`Adam(model.parameters())`); with no optimizer built here, a name that does not say it
-    is a frozen copy."""
+def _stepped_here(facts: TrainingFacts, function: Function, loop: Loop) -> list[cst.BaseExpression]:
+    """How the optimizers stepped in this loop were built: the construction of each, or the
+    last one bound before the loop; empty when the steps happen in helpers."""
+    found: list[cst.BaseExpression] = []
+    order: dict[int, int] | None = None
+    for step in facts.steps:
+        if step.function is not function or loop not in step.loops:
+            continue
+        if step.construction is not None:
+            found.append(step.construction.call)
+            continue
+        key = dotted_name(step.optimizer)
+        values = [v for v, _ in facts.walk.assignments.get(key or "", [])]
+        if order is None:
+            nodes = findall(facts.index.module, (cst.Call, cst.For, cst.While))
+            order = {id(node): i for i, node in enumerate(nodes)}
+        start = order.get(id(loop), 0)
+        before = [v for v in values if order.get(id(v), start) < start]
+        found.extend(before[-1:] or values)
+    return found
+
+
+def _is_trained(facts: TrainingFacts, names: list[str], stepped: list[cst.BaseExpression]) -> bool:
+    """One of the names the evaluated model goes by is what the loop's optimizer steps (or,
+    when the loop steps through helpers, any optimizer of this file): `Adam(model.parameters())`,
+    not `SGD(model.fc.parameters())`. With no optimizer built here, a name that does not say
+    it is a frozen copy."""
     owners: set[str] = set()
-    for values in facts.walk.assignments.values():
-        for value, _ in values:
-            name = facts.index.call_name(value)
-            if not starts(name, tables.OPTIMIZER_PREFIXES) or starts(name, tables.NOT_OPTIMIZERS):
-                continue
-            for call in parameters_calls(value):
-                key = dotted_name(receiver(call))
-                if key is not None:
-                    owners.add(key)
+    candidates = stepped or [v for values in facts.walk.assignments.values() for v, _ in values]
+    for value in candidates:
+        name = facts.index.call_name(value)
+        if not starts(name, tables.OPTIMIZER_PREFIXES) or starts(name, tables.NOT_OPTIMIZERS):
+            continue
+        for call in parameters_calls(value):
+            key = dotted_name(receiver(call))
+            if key is not None:
+                owners.add(key)
     if owners:
         return any(name in owners for name in names)
     return not any(word in name.lower() for name in names for word in _FROZEN_WORDS)
