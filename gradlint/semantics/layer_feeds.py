@@ -168,7 +168,7 @@ def _build_profile(index: TorchIndex, info: ModuleClass) -> Profile:
         elif kind == layers.NORM:
             profile.has_norm = True
         elif kind == layers.SEQUENTIAL:
-            stack = layers.sequence(index, value)
+            stack = layers.sequence(index, value) or _starred_list(index, info, value)
             if stack is None:
                 profile.has_unknown = True
             else:
@@ -340,3 +340,17 @@ class _Follow:
 
 def _block(statement: cst.BaseCompoundStatement) -> Sequence[cst.CSTNode]:
     return next(iter(child_blocks(statement)), [])
+
+
+def _starred_list(
+    index: TorchIndex, info: ModuleClass, value: cst.BaseExpression
+) -> list[layers.Layer] | None:
+    """`nn.Sequential(*linear_layers)` with the list grown in __init__ by a loop over the
+    configured sizes: one pass of it (enough to know which activation follows each layer)."""
+    init = info.methods.get("__init__")
+    if init is None or not isinstance(value, cst.Call) or len(value.args) != 1:
+        return None
+    arg = value.args[0]
+    if arg.star != "*" or not isinstance(arg.value, cst.Name):
+        return None
+    return layers.grown_list(index, init, arg.value.value)
