@@ -354,3 +354,16 @@ def _starred_list(
     if arg.star != "*" or not isinstance(arg.value, cst.Name):
         return None
     return layers.grown_list(index, init, arg.value.value)
+
+
+def follower_of_local(index: TorchIndex, info: ModuleClass, name: str) -> str | None:
+    """What follows the layer `name` (a local variable of __init__, `linear = nn.Linear(..)`)
+    in the nn.Sequential attribute it is placed in: relu / sigmoid / norm / output ...;
+    None when it sits in no such container, or in several."""
+    found: set[str] = set()
+    for value in info.attrs.values():
+        stack = layers.sequence(index, value) if isinstance(value, cst.Call) else None
+        for position, layer in enumerate(stack or []):
+            if isinstance(layer.node, cst.Name) and layer.node.value == name:
+                found.add(_next_in_stack(index, stack or [], position))
+    return found.pop() if len(found) == 1 else None
