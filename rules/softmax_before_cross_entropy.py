@@ -35,7 +35,8 @@ class SoftmaxBeforeCrossEntropy(Rule):
     returns softmax, whose `nn.Sequential` ends in `nn.Softmax` (also when containers are
     composed), or one element of whose returned tuple does (`pred, aux = D(x)`). The loss may
     sit in a loss function or class the output is passed to. Also flags `nn.NLLLoss` /
-    `F.nll_loss` on probabilities or raw logits, and `log(softmax(x))` written by hand.
+    `F.nll_loss` on probabilities or raw logits, and `log(softmax(x))` written by hand (also
+    with the softmax spelled out, `torch.log(torch.exp(s) / torch.sum(torch.exp(t), 1))`).
 
     ## Why is this bad?
     Cross-entropy expects raw logits and applies log-softmax itself. A softmax in front of it
@@ -58,8 +59,8 @@ class SoftmaxBeforeCrossEntropy(Rule):
     """
 
     CODE = "GL106"
-    # a CE/NLL loss, or `log()` of a softmax
-    NEEDS = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss", "oftmax")
+    # a CE/NLL loss, or `log()` of a softmax (one written out with `exp`)
+    NEEDS = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss", "oftmax", "exp(")
     SEVERITY = Severity.ERROR
     OTHER_SEVERITY = Severity.WARNING
     OTHER_SEVERITY_WHEN = "when the softmax is seen through a model class, or for log(softmax(x))"
@@ -217,6 +218,15 @@ class SoftmaxBeforeCrossEntropy(Rule):
                 return criterion(model(x), y)
         """),
     ]
+    # a log of a ratio of two exponentials that is no softmax
+    VALID.append(
+        Valid("""
+            import torch
+            def log_ratio(a, b):
+                return torch.log(torch.exp(a) / torch.exp(b))
+        """)
+    )
+
     INVALID = [
         Invalid(
             """
@@ -441,6 +451,26 @@ class SoftmaxBeforeCrossEntropy(Rule):
                     return F.cross_entropy(scores, inputs["labels"])
         """,
             line=14,
+        ),
+        # a word2vec loss with the softmax written out, then its log
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            class SkipGram(nn.Module):
+                def __init__(self, vocab, dim):
+                    super().__init__()
+                    self.inp = nn.Embedding(vocab, dim)
+                    self.out = nn.Embedding(vocab, dim)
+                def forward(self, center, context, every):
+                    c = self.inp(center)
+                    pos = (self.out(context) * c).sum(-1)
+                    every_score = (self.out(every) @ c.unsqueeze(-1)).squeeze(-1)
+                    p = torch.exp(pos) / torch.sum(torch.exp(every_score), 1).unsqueeze(1)
+                    return -torch.log(p).mean()
+        """,
+            line=13,
+            message="`torch.log` is applied to softmax probabilities",
         ),
     ]
 

@@ -439,7 +439,39 @@ class _Walker:
             return None  # different values in the two branches
         if isinstance(node, cst.Call):
             return self._call_value(node, scope, path, depth + 1)
+        if isinstance(node, cst.BinaryOperation) and self._is_hand_softmax(node):
+            return Output(SOFTMAX, node)  # `torch.exp(s) / torch.exp(s).sum(1, keepdim=True)`
         return None
+
+    def _is_hand_softmax(self, node: cst.BinaryOperation) -> bool:
+        """`exp(a) / sum(exp(b))` written out, the sum maybe reshaped (`.unsqueeze(1)`)."""
+        if not isinstance(node.operator, cst.Divide) or not self._is_exp(node.left):
+            return False
+        total = node.right
+        while (
+            isinstance(total, cst.Call)
+            and isinstance(total.func, cst.Attribute)
+            and total.func.attr.value in KEEPING_METHODS
+        ):
+            total = total.func.value
+        if not isinstance(total, cst.Call):
+            return False
+        if self.index.call_name(total) == "torch.sum" and total.args:
+            return self._is_exp(total.args[0].value)
+        func = total.func
+        return (
+            isinstance(func, cst.Attribute)
+            and func.attr.value == "sum"
+            and self._is_exp(func.value)
+        )
+
+    def _is_exp(self, node: cst.BaseExpression) -> bool:
+        if not isinstance(node, cst.Call):
+            return False
+        if self.index.call_name(node) in EXP_FUNCTIONS:
+            return True
+        func = node.func
+        return isinstance(func, cst.Attribute) and func.attr.value == "exp" and not node.args
 
     def _call_value(self, call: cst.Call, scope: _Scope, path: _Path, depth: int) -> Value:
         name = self.index.call_name(call)
