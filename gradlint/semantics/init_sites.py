@@ -57,6 +57,14 @@ class InitSite:
     # weights included (an `if` on the name or shape that keeps weights only still counts)
 
 
+def local_layer(site: InitSite) -> str | None:
+    """`linear` when the site writes `linear.weight` for a local variable `linear`."""
+    target = init.strip_data(site.call.target) if site.call is not None else None
+    if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name):
+        return target.value.value if target.value.value != "self" else None
+    return None
+
+
 def target_text(site: InitSite) -> str:
     """`m.weight` for a finding's message (`.data` dropped)."""
     target = init.strip_data(site.call.target) if site.call is not None else site.node

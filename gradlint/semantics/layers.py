@@ -232,6 +232,48 @@ def loop_built_stack(index: TorchIndex, loop: cst.For) -> LoopBuiltStack | None:
     return LoopBuiltStack(loop, target, per_pass, count)
 
 
+def grown_list(index: TorchIndex, function: cst.FunctionDef, name: str) -> list[Layer] | None:
+    """One pass of what `function` puts in its local list `name` (`layers = []`, then
+    `layers.append(...)` in loops whose length is not literal, `layers.append(head)`), in
+    source order; None when the list is not built that way. Loops count once, so a depth
+    read from it is a lower bound."""
+    items: list[cst.CSTNode] = []
+    started = False
+    for statement in _statements(function.body):
+        if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+            small = statement.body[0]
+            if (
+                isinstance(small, cst.Assign)
+                and len(small.targets) == 1
+                and isinstance(small.targets[0].target, cst.Name)
+                and small.targets[0].target.value == name
+            ):
+                start = literal_items(small.value)
+                if start is None or started:
+                    return None  # built some other way, or rebuilt
+                started, items = True, list(start)
+                continue
+        grown = _list_growth(statement)
+        if grown is not None and grown[0] == name:
+            items.extend(grown[1])
+    return _flatten(index, items) if started and items else None
+
+
+def _statements(block: cst.BaseSuite) -> list[cst.CSTNode]:
+    """Every statement under `block`, in source order, through loops and ifs."""
+    out: list[cst.CSTNode] = []
+    body = block.body if isinstance(block, cst.IndentedBlock) else []
+    for statement in body:
+        out.append(statement)
+        if isinstance(statement, (cst.For, cst.While, cst.If)):
+            out.extend(_statements(statement.body))
+            orelse = statement.orelse
+            while orelse is not None:  # `elif` chains nest one If per branch
+                out.extend(_statements(orelse.body))
+                orelse = orelse.orelse if isinstance(orelse, cst.If) else None
+    return out
+
+
 def _list_growth(statement: cst.CSTNode) -> tuple[str, list[cst.CSTNode]] | None:
     """(`layers`, items) for `layers.append(x)`, `layers.extend([..])`, `layers += [..]`."""
     if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
