@@ -5,6 +5,12 @@ import libcst as cst
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.semantics.training import training_facts
 from gradlint.semantics.training_order import backward_without_step
+from gradlint.semantics.unstepped import unstepped_optimizers
+
+UNSTEPPED = (
+    "`{call}` fills gradients for `{optimizer}`, which clears them every pass and is never "
+    "stepped anywhere in this file; the weights it holds never change"
+)
 
 
 class BackwardWithoutStep(Rule):
@@ -19,6 +25,12 @@ class BackwardWithoutStep(Rule):
     Without the step, every batch is forwarded, backpropagated and then wiped by the next
     `zero_grad()`: the loss curve stays flat while the loop looks complete and burns the
     full training time.
+
+    In a GAN trainer the same happens to one model only: `optimizer_D.zero_grad()` and
+    `loss_D.backward()` run every pass, but only `optimizer_G.step()` is ever called, so the
+    discriminator keeps its initial weights. This is flagged when the optimizer is built in
+    the file and every use of it there is known: no `.step`, not handed to code of another
+    file or kept in a container.
 
     ## Known limitations
     Only loops that also clear the gradients are considered, so a loop that accumulates
@@ -35,7 +47,6 @@ class BackwardWithoutStep(Rule):
         "the weights never change"
     )
     HINT = "Call optimizer.step() after backward() (and before the next zero_grad())"
-    PREVIEW = True
 
     VALID = [
         Valid("""
@@ -108,6 +119,33 @@ class BackwardWithoutStep(Rule):
                 for batch in batches:
                     model(batch).mean().backward()
         """),
+        # the discriminator's optimizer is stepped by a helper of this file
+        Valid("""
+            import torch
+            optimizer_D = torch.optim.Adam(D.parameters(), lr=2e-4)
+            optimizer_G = torch.optim.Adam(G.parameters(), lr=2e-4)
+            def update(optimizer):
+                optimizer.step()
+            for real in loader:
+                optimizer_D.zero_grad()
+                d_loss(D, G, real).backward()
+                update(optimizer_D)
+                optimizer_G.zero_grad()
+                g_loss(D, G).backward()
+                optimizer_G.step()
+        """),
+        # both optimizers kept in a list and stepped through it
+        Valid("""
+            import torch
+            opt_d = torch.optim.Adam(D.parameters())
+            opt_g = torch.optim.Adam(G.parameters())
+            optimizers = [opt_d, opt_g]
+            for real in loader:
+                opt_d.zero_grad()
+                d_loss(real).backward()
+                for opt in optimizers:
+                    opt.step()
+        """),
     ]
     INVALID = [
         Invalid(
@@ -151,9 +189,43 @@ class BackwardWithoutStep(Rule):
         """,
             line=8,
         ),
+        # the discriminator's extra loop: cleared and backpropagated, never stepped
+        Invalid(
+            """
+            import torch
+            optimizer_G = torch.optim.Adam(generator.parameters(), lr=1e-4)
+            optimizer_D = torch.optim.Adam(discriminator.parameters(), lr=1e-4)
+            def adjust_learning_rate(optimizer, lr):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            for epoch in range(epochs):
+                for x, y in loader:
+                    for _ in range(d_iters):
+                        optimizer_D.zero_grad()
+                        loss_D = mse(discriminator(x, generator(x).detach()), fake)
+                        loss_D.backward()
+                    optimizer_G.zero_grad()
+                    loss_G = l1(generator(x), y)
+                    loss_G.backward()
+                    optimizer_G.step()
+                adjust_learning_rate(optimizer_D, lr * 0.5)
+        """,
+            line=12,
+            message="fills gradients for `optimizer_D`",
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
         code = self.context.module.code_for_node
-        for call in backward_without_step(training_facts(self.index)):
+        facts = training_facts(self.index)
+        reported = set()
+        for call in backward_without_step(facts):
+            reported.add(call)
             self.report(call, call=code(call))
+        for found in unstepped_optimizers(facts):
+            if found.backward not in reported:
+                reported.add(found.backward)
+                self.report(
+                    found.backward,
+                    message=UNSTEPPED.format(call=code(found.backward), optimizer=found.optimizer),
+                )
