@@ -171,6 +171,18 @@ class IneffectiveGradientClipping(Rule):
                     clip_grad_norm_(self.parameters(), 1.0)
                     opt.step()
         """),
+        # clipping in a helper called between backward and step
+        Valid("""
+            import torch
+            def clip_gradients(model, max_norm):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            optimizer = torch.optim.Adam(model.parameters())
+            for batch in loader:
+                optimizer.zero_grad()
+                model(batch).mean().backward()
+                clip_gradients(model, 1.0)
+                optimizer.step()
+        """),
     ]
     INVALID = [
         Invalid(
