@@ -12,7 +12,10 @@ class IneffectiveGradientClipping(Rule):
     ## What it does
     Flags gradient clipping (`clip_grad_norm_`, `clip_grad_value_`, `accelerator.clip_grad_norm_`,
     timm's `dispatch_clip_grad`...) that runs before the `backward()` of its training pass or
-    after the optimizer's `step()`, instead of between the two.
+    after the optimizer's `step()`, instead of between the two. In a LightningModule's
+    `training_step` under automatic optimization every clip is too early: Lightning runs
+    `backward()` after the method returns (clip in `configure_gradient_clipping`, or with
+    `Trainer(gradient_clip_val=...)`).
 
     ## Why is this bad?
     Clipping rescales what is in `.grad` at the moment it runs. Before `backward()`, that is the
@@ -170,6 +173,18 @@ class IneffectiveGradientClipping(Rule):
                     self.manual_backward(self.model(batch).loss)
                     clip_grad_norm_(self.parameters(), 1.0)
                     opt.step()
+        """),
+        # clipping in a helper called between backward and step
+        Valid("""
+            import torch
+            def clip_gradients(model, max_norm):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            optimizer = torch.optim.Adam(model.parameters())
+            for batch in loader:
+                optimizer.zero_grad()
+                model(batch).mean().backward()
+                clip_gradients(model, 1.0)
+                optimizer.step()
         """),
     ]
     INVALID = [

@@ -1,19 +1,20 @@
-"""A transformer fine-tuning loop that clips the gradients after the update is applied."""
+"""A classifier loop that clips its gradients after the update has been made."""
 
 import torch
 from torch import nn
 
-model = nn.TransformerEncoder(nn.TransformerEncoderLayer(64, 4, batch_first=True), 2)
-head = nn.Linear(64, 2)
-optimizer = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=3e-4)
+model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 4))
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=20)
 loss_fn = nn.CrossEntropyLoss()
 
 
-def train(loader, epochs: int = 3) -> None:
+def train(loader, epochs: int = 20) -> None:
     for _ in range(epochs):
-        for tokens, labels in loader:
+        for x, y in loader:
             optimizer.zero_grad()
-            loss = loss_fn(head(model(tokens).mean(dim=1)), labels)
+            loss = loss_fn(model(x), y)
             loss.backward()
             optimizer.step()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+            nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        scheduler.step()
