@@ -6,6 +6,7 @@ from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.semantics.nodes import descendants
 from gradlint.semantics.training import TrainingFacts, TrainingStep, training_facts
 from gradlint.semantics.training_extra import (
+    cleared_by_siblings,
     clears_gradients,
     hands_optimizer_away,
     stepped_elsewhere,
@@ -32,12 +33,13 @@ class MissingZeroGrad(Rule):
     ## Known limitations
     Any clearing call in the loop counts, whichever model it names; only the `zero_grad()`
     of another optimizer stepped in the same loop (a GAN's `opt_d` beside `opt_g`) does not
-    count for this one. When the step sits in a helper without a loop, the loops that call
-    the helper in this file are checked; a helper never called here is left alone, except
-    Lightning's `training_step` (manual optimization). A call to an unknown function that
-    receives the optimizer (`trainer.update(model, optimizer)`) may clear it, so the rule
-    stays quiet. Closure steps (`optimizer.step(closure)`) are assumed to clear inside the
-    closure.
+    count for this one, unless the models it clears hold all of this one's parameters (an
+    InfoGAN optimizer over G and D, cleared by G's and D's own optimizers). When the step
+    sits in a helper without a loop, the loops that call the helper in this file are
+    checked; a helper never called here is left alone, except Lightning's `training_step`
+    (manual optimization). A call to an unknown function that receives the optimizer
+    (`trainer.update(model, optimizer)`) may clear it, so the rule stays quiet. Closure
+    steps (`optimizer.step(closure)`) are assumed to clear inside the closure.
     """
 
     CODE = "GL111"
@@ -356,6 +358,7 @@ class MissingZeroGrad(Rule):
             if any(
                 clears_gradients(self.index, region, stepped_elsewhere(region, step.optimizer))
                 or hands_optimizer_away(self.index, region, step.optimizer)
+                or cleared_by_siblings(facts, region, step)
                 for region in regions
             ):
                 continue  # cleared, or maybe cleared by a call this file cannot see

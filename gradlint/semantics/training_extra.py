@@ -16,6 +16,8 @@ import libcst as cst
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.names import dotted_name
 from gradlint.semantics.nodes import findall
+from gradlint.semantics.training import TrainingFacts, TrainingStep, parameters_calls
+from gradlint.semantics.training_walk import receiver
 
 # Lower-case fragments of a called name that clear gradients: `optimizer.zero_grad()`,
 # `model.zero_grad(set_to_none=True)`, Lightning's `optimizer_zero_grad`, Paddle's `clear_grad`,
@@ -259,3 +261,35 @@ def optimizer_family(name: str | None) -> str | None:
     short = re.sub(r"^(Fused|Paged|DeepSpeedCPU|CPU)+", "", short)
     short = re.sub(r"(8bit|32bit)$", "", short)
     return OPTIMIZER_FAMILIES.get(short)
+
+
+def cleared_by_siblings(facts: TrainingFacts, region: cst.CSTNode, step: TrainingStep) -> bool:
+    """Every model whose parameters `step`'s optimizer holds is cleared in `region`, by its
+    own `zero_grad()` or another optimizer's (InfoGAN: an optimizer over G and D together,
+    cleared by the zero_grad of G's and D's own optimizers)."""
+    built = step.construction
+    wanted = _models_of(built.params if built is not None else None)
+    if not wanted:
+        return False
+    cleared: set[str] = set()
+    for node in findall(region, cst.Call):
+        call = cst.ensure_type(node, cst.Call)
+        if not isinstance(call.func, cst.Attribute) or call.func.attr.value != "zero_grad":
+            continue
+        owner = call.func.value
+        is_optimizer, other = facts.optimizer(owner, step.function)
+        if is_optimizer:
+            cleared |= _models_of(other.params if other is not None else None) or set()
+        elif (name := dotted_name(owner)) is not None:
+            cleared.add(name)  # `self.G.zero_grad()`
+    return wanted <= cleared
+
+
+def _models_of(params: cst.BaseExpression | None) -> set[str] | None:
+    """`{"self.G", "self.D"}` for `chain(self.G.parameters(), self.D.parameters())`."""
+    if params is None:
+        return None
+    names = {dotted_name(receiver(call)) for call in parameters_calls(params)}
+    if not names or None in names:
+        return None
+    return {name for name in names if name is not None}
