@@ -16,7 +16,8 @@ class ParametersOutsideOptimizer(Rule):
       model is put in place, `model.fc = nn.Linear(512, 10)` or
       `model.classifier[6] = nn.Linear(4096, 2)`, and still used afterwards;
     - built over the other model of a named pair, `optimizer_G = Adam(netD.parameters())`
-      beside `optimizer_D = Adam(netD.parameters())`, while `netG` is in no optimizer.
+      beside `optimizer_D = Adam(netD.parameters())`, while `netG` is in no optimizer; or
+      both of a pair swapped, with `optimizer_G` stepped right after `loss_G.backward()`.
 
     ## Why is this bad?
     An optimizer copies the list of parameters it is given when it is built. A layer
@@ -31,7 +32,9 @@ class ParametersOutsideOptimizer(Rule):
     does one followed by a new optimizer, an `add_param_group(...)` or anything reading the
     new layer's parameters (freezing it, say). Only layers known to hold parameters count
     (`nn.Identity()` loses nothing). A swapped pair is reported only when the names leave no
-    doubt: G/gen/generator against D/disc/discriminator/critic, or any other suffix.
+    doubt: G/gen/generator against D/disc/discriminator/critic, or any other suffix, and a
+    fully swapped pair only when a loss named for one model is stepped by the optimizer
+    holding the other.
     """
 
     CODE = "GL120"
@@ -122,6 +125,14 @@ class ParametersOutsideOptimizer(Rule):
             optimizerD = optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
             optimizerG = optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
         """),
+        # the names of a pair are swapped, but no loss says which optimizer steps which
+        Valid("""
+            import torch
+            opt_g = torch.optim.Adam(netD.parameters())
+            opt_d = torch.optim.Adam(netG.parameters())
+            for x in loader:
+                step(netG, netD, opt_g, opt_d, x)
+        """),
         # the stale optimizer is not used after the replacement
         Valid("""
             import torch
@@ -192,6 +203,31 @@ class ParametersOutsideOptimizer(Rule):
             message=(
                 "`optimizerG` never updates `netG`: it was built over `netD.parameters()`, "
                 "which `optimizerD` already updates"
+            ),
+        ),
+        # both optimizers of a pair swapped: each steps the other model with its own loss
+        Invalid(
+            """
+            import torch
+            from torch import optim
+            def train_model(G, D, loader, z_dim=20):
+                d_optimizer = optim.Adam(G.parameters(), 1e-4, [0.0, 0.9])
+                g_optimizer = torch.optim.Adam(D.parameters(), 4e-4, [0.0, 0.9])
+                for images in loader:
+                    fake = G(torch.randn(images.size(0), z_dim, 1, 1))
+                    d_loss = bce(D(images), ones) + bce(D(fake), zeros)
+                    d_optimizer.zero_grad()
+                    d_loss.backward()
+                    d_optimizer.step()
+                    g_loss = bce(D(G(torch.randn(images.size(0), z_dim, 1, 1))), ones)
+                    g_optimizer.zero_grad()
+                    g_loss.backward()
+                    g_optimizer.step()
+        """,
+            line=4,
+            message=(
+                "`d_optimizer` never updates `D`: it was built over `G.parameters()` yet steps "
+                "`d_loss.backward()`"
             ),
         ),
         # CycleGAN-style pair of discriminators

@@ -96,3 +96,19 @@ def test_swap_is_quiet_when_the_other_model_has_an_optimizer() -> None:
         optimizer_G = torch.optim.Adam(netD.parameters())
         optimizer_E = torch.optim.Adam(netG.parameters())
     """)
+
+
+def test_fully_swapped_pair_needs_a_loss_named_for_the_model() -> None:
+    source = """
+        import torch
+        generator = Generator()
+        discriminator = Discriminator()
+        optimizer_g = torch.optim.Adam(discriminator.parameters())
+        optimizer_d = torch.optim.Adam(generator.parameters())
+        for x in loader:
+            {loss}.backward()
+            optimizer_d.step()
+    """
+    [found] = found_in(source.format(loss="discriminator_real_loss"))
+    assert (found.optimizer, found.missed) == ("optimizer_d", "discriminator")
+    assert found_in(source.format(loss="loss")) == []

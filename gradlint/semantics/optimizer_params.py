@@ -24,8 +24,11 @@ from gradlint.semantics.training import OptimizerCall, TrainingFacts, parameters
 from gradlint.semantics.training_walk import Function, receiver
 
 # words that make a name an optimizer's or a model's and say nothing of its role in a pair
-_OPTIMIZER_WORDS = frozenset({"optimizer", "optimiser", "optim", "opt", "optimizers", "solver"})
+_OPTIMIZER_WORDS = frozenset(
+    {"optimizer", "optimiser", "optimizers", "optim", "optm", "opt", "opts", "solver", "trainer"}
+)
 _MODEL_WORDS = frozenset({"net", "model", "network", "self"})
+_LOSS_WORDS = frozenset({"loss", "losses", "err", "error", "l", "total", "self"})
 _ROLE_SYNONYMS = {
     "g": "g",
     "gen": "g",
@@ -221,7 +224,21 @@ def _swapped_pairs(
     facts: TrainingFacts, built: list[tuple[str, OptimizerCall, Function]]
 ) -> list[UnupdatedParameters]:
     """`optimizer_G = Adam(netD.parameters())` beside `optimizer_D = Adam(netD.parameters())`,
-    while `netG` exists and no optimizer holds it."""
+    while `netG` exists and no optimizer of the same function (or class) holds it."""
+    scopes: dict[object, list[tuple[str, OptimizerCall, Function]]] = {}
+    for key, call, function in built:
+        cls = facts.walk.owner.get(function) if function is not None else None
+        scope = cls if key.startswith("self.") and cls is not None else function
+        scopes.setdefault(scope, []).append((key, call, function))
+    found: list[UnupdatedParameters] = []
+    for members in scopes.values():
+        found += _swapped_in(facts, members)
+    return found
+
+
+def _swapped_in(
+    facts: TrainingFacts, built: list[tuple[str, OptimizerCall, Function]]
+) -> list[UnupdatedParameters]:
     single: list[tuple[str, OptimizerCall, str]] = []
     held_roles: set[str] = set()
     for key, call, _ in built:
@@ -229,13 +246,24 @@ def _swapped_pairs(
         held_roles |= {_role(o, _MODEL_WORDS) for o in owners if o is not None}
         if len(owners) == 1 and owners[0] is not None and _is_optimizer_name(key):
             single.append((key, call, owners[0]))
-    names = _model_names(facts)
+    names = _model_names(facts, {function for _, _, function in built})
     found: list[UnupdatedParameters] = []
     reported: set[str] = set()
     for key, call, owner in single:
         wanted, holds = _role(key, _OPTIMIZER_WORDS), _role(owner, _MODEL_WORDS)
-        if not wanted or not holds or wanted == holds or wanted in held_roles:
-            continue  # no role in a name, roles agree, or the wanted model has an optimizer
+        if not wanted or not holds or wanted == holds or key in reported:
+            continue  # no role in a name, or the roles agree
+        if wanted in held_roles:
+            # every model has an optimizer: only a step after the wanted model's own loss
+            # (`g_loss.backward(); g_optimizer.step()` over D) says the names are swapped
+            loss = _stepped_loss(facts, key, wanted, holds)
+            if loss is not None:
+                # one finding per swapped pair: the other half is the same mistake
+                reported |= {k for k, _, o in single if _role(o, _MODEL_WORDS) == wanted}
+                reported.add(key)
+                reason = f"it was built over `{owner}.parameters()` yet steps `{loss}.backward()`"
+                found.append(UnupdatedParameters(call.call, key, _model_of(names, wanted), reason))
+            continue
         partner = next(
             (
                 k
@@ -245,12 +273,33 @@ def _swapped_pairs(
             None,
         )
         missed = next((n for n in sorted(names) if _role(n, _MODEL_WORDS) == wanted), None)
-        if partner is None or missed is None or key in reported:
+        if partner is None or missed is None:
             continue  # no optimizer named for this model, or no model named for this one
         reported.add(key)
         reason = f"it was built over `{owner}.parameters()`, which `{partner}` already updates"
         found.append(UnupdatedParameters(call.call, key, missed, reason))
     return found
+
+
+def _stepped_loss(facts: TrainingFacts, key: str, role: str, other: str) -> str | None:
+    """`optimizer_G.step()` right after `loss_G.backward()` / `errG.backward()` /
+    `generator_adv_loss.backward()` somewhere: a loss named for `role`, not for `other`."""
+    for step in facts.steps:
+        if dotted_name(step.optimizer) != key:
+            continue
+        loss = (
+            dotted_name(receiver(step.backward))
+            if isinstance(step.backward.func, cst.Attribute)
+            else None
+        )
+        words = set(_role(loss, _LOSS_WORDS).split("_")) if loss is not None else set()
+        if role in words and other not in words:
+            return loss
+    return None
+
+
+def _model_of(names: set[str], role: str) -> str:
+    return next((n for n in sorted(names) if _role(n, _MODEL_WORDS) == role), role.upper())
 
 
 def _role(name: str, noise: frozenset[str]) -> str:
@@ -266,11 +315,15 @@ def _is_optimizer_name(key: str) -> bool:
     return bool(words & _OPTIMIZER_WORDS)
 
 
-def _model_names(facts: TrainingFacts) -> set[str]:
-    """Names of the file's models: assigned, taken as function arguments, or asked for
-    `parameters()`; optimizer names excluded."""
-    names = set(facts.walk.assignments)
-    for function in facts.walk.events:
+def _model_names(facts: TrainingFacts, functions: set[Function]) -> set[str]:
+    """Names of models the optimizers' functions (and the module level) can see: assigned
+    there or taken as arguments; optimizer and scheduler names left out."""
+    names = {
+        key
+        for key, pairs in facts.walk.assignments.items()
+        if any(where is None or where in functions for _, where in pairs)
+    }
+    for function in functions:
         if function is not None:
             names |= {p.name.value for p in function.params.params}
     return {n for n in names if not _is_optimizer_name(n) and "sched" not in n.lower()}
