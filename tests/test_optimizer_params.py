@@ -112,3 +112,47 @@ def test_fully_swapped_pair_needs_a_loss_named_for_the_model() -> None:
     [found] = found_in(source.format(loss="discriminator_real_loss"))
     assert (found.optimizer, found.missed) == ("optimizer_d", "discriminator")
     assert found_in(source.format(loss="loss")) == []
+
+
+def test_a_new_parameter_object_counts_as_a_replacement() -> None:
+    [found] = found_in("""
+        import torch
+        from torch import nn
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.temperature = nn.Parameter(torch.ones(1))
+        fit(model, optimizer)
+    """)
+    assert found.missed == "model.temperature"
+
+
+def test_a_new_parameter_given_its_own_optimizer_is_quiet() -> None:
+    assert not found_in("""
+        import torch
+        from torch import nn
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.temperature = nn.Parameter(torch.ones(1))
+        calibration = torch.optim.LBFGS([model.temperature], lr=0.01)
+        fit(model, optimizer, calibration)
+    """)
+
+
+def test_a_model_or_optimizer_name_bound_anew_is_another_object() -> None:
+    assert not found_in("""
+        import torch
+        from torch import nn
+        optim = torch.optim.SGD(model.parameters(), lr=1e-2)
+        optim.step()
+        from torch import optim
+        model = resnet18()
+        model.fc = nn.Linear(512, 10)
+        optimizer = optim.SGD(model.parameters(), lr=1e-2)
+    """)
+    [found] = found_in("""
+        import torch
+        from torch import nn
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+        model = nn.DataParallel(model)
+        model.fc = nn.Linear(512, 10)
+        fit(model, optimizer)
+    """)
+    assert found.missed == "model.fc"

@@ -20,8 +20,9 @@ from gradlint.semantics.names import child_blocks, dotted_name
 from gradlint.semantics.nodes import findall
 from gradlint.semantics.recurrent import unwrap
 from gradlint.semantics.registration import layer_kind
+from gradlint.semantics.syntax import bare_name
 from gradlint.semantics.training import OptimizerCall, TrainingFacts, parameters_calls
-from gradlint.semantics.training_walk import Function, receiver
+from gradlint.semantics.training_walk import Function, receiver, wraps
 
 # words that make a name an optimizer's or a model's and say nothing of its role in a pair
 _OPTIMIZER_WORDS = frozenset(
@@ -39,6 +40,8 @@ _ROLE_SYNONYMS = {
     "discriminator": "d",
     "critic": "d",
 }
+_OPTIMIZER_CALLS = frozenset({"sgd", "adam", "adamw", "rmsprop", "lbfgs", "adagrad"})
+_PARAMETER_METHODS = frozenset({"parameters", "named_parameters", "requires_grad_"})
 _TOKENS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
@@ -92,13 +95,15 @@ def _replaced_after(
     for i in range(start + 1, len(entries)):
         entry = entries[i]
         replaced = _replacement(facts, entry.node)
-        if replaced is None:
+        if replaced is None or "." not in replaced[1] and "[" not in replaced[1]:
+            if _rebinds(entry.node, [key, *owners]):
+                return []  # `model = resnet18()`, `from torch import optim`: another object
             continue
         target, text = replaced
         base = _base_name(target)
         owner = next((o for o in owners if base == o or base.startswith(o + ".")), None)
-        if owner is None or "." not in text and "[" not in text:
-            continue  # another model's layer, or `model = Net()` replacing the whole model
+        if owner is None:
+            continue  # another model's layer
         if not _ordered(entries[start], entry):
             continue  # beside the optimizer in another branch: the order is unknowable
         later = entries[i + 1 :]
@@ -113,13 +118,14 @@ def _replaced_after(
 
 
 def _replacement(facts: TrainingFacts, node: cst.CSTNode) -> tuple[cst.BaseExpression, str] | None:
-    """(target, its text) for `model.fc = nn.Linear(...)` / `m.classifier[6] = Linear(...)`."""
+    """(target, its text) for `model.fc = nn.Linear(...)`, `m.classifier[6] = Linear(...)` or
+    `model.scale = nn.Parameter(...)`: a new parameter object the optimizer never saw."""
     if not isinstance(node, cst.Assign) or len(node.targets) != 1:
         return None
     target = node.targets[0].target
     if not isinstance(target, (cst.Attribute, cst.Subscript)) or _base_name(target) == "":
         return None
-    if layer_kind(facts.index, unwrap(node.value)) != "layers":
+    if layer_kind(facts.index, unwrap(node.value)) not in ("layers", "parameters"):
         return None  # `nn.Identity()`, `nn.Dropout()`, a value of unknown kind: nothing lost
     return target, facts.index.module.code_for_node(target)
 
@@ -159,6 +165,29 @@ def _ordered(first: _Entry, then: _Entry) -> bool:
     return all(a is b for a, b in zip(short, long))
 
 
+def _rebinds(node: cst.CSTNode, names: list[str]) -> bool:
+    """`model = Net()` for `model` or `model.fc`, an import binding one of the names; not
+    `model = model.to(device)` nor `model = nn.DataParallel(model)` (the same parameters)."""
+    if isinstance(node, (cst.Import, cst.ImportFrom)):
+        return any(n in _imported_names(node) for n in names)
+    if not isinstance(node, cst.Assign):
+        return False
+    for target in node.targets:
+        key = dotted_name(target.target)
+        if key is None or wraps(node.value, key):
+            continue
+        if any(n == key or n.startswith(key + ".") for n in names):
+            return True
+    return False
+
+
+def _imported_names(node: cst.Import | cst.ImportFrom) -> set[str]:
+    if isinstance(node.names, cst.ImportStar):
+        return set()
+    bound = [alias.asname.name if alias.asname else alias.name for alias in node.names]
+    return {dotted_name(b) or "" for b in bound if isinstance(b, (cst.Name, cst.Attribute))}
+
+
 def _rebuilt_or_extended(later: list[_Entry], key: str) -> bool:
     for entry in later:
         if isinstance(entry.node, (cst.Assign, cst.AnnAssign)):
@@ -183,17 +212,24 @@ def _rebuilt_or_extended(later: list[_Entry], key: str) -> bool:
 def _touches_new_parameters(
     later: list[_Entry], text: str, code: Callable[[cst.CSTNode], str]
 ) -> bool:
-    """`model.fc.parameters()` or `model.fc.requires_grad_(False)` after the replacement: the
-    new layer is frozen, handed to an optimizer or a param group, or otherwise dealt with."""
+    """`model.fc.parameters()`, `model.fc.requires_grad_(False)` or `LBFGS([model.scale])`
+    after the replacement: the new layer is frozen, handed to an optimizer or a param group,
+    or otherwise dealt with."""
     for entry in later:
         for call in findall(entry.node, cst.Call):
-            func = cst.ensure_type(call, cst.Call).func
-            if not isinstance(func, cst.Attribute):
-                continue
-            if func.attr.value in ("parameters", "named_parameters", "requires_grad_"):
+            call = cst.ensure_type(call, cst.Call)
+            func = call.func
+            if isinstance(func, cst.Attribute) and func.attr.value in _PARAMETER_METHODS:
                 owner = code(func.value)
                 if owner == text or owner.startswith((text + ".", text + "[")):
                     return True
+            callee = (bare_name(func) or "").lower()
+            direct = "freeze" in callee or "optim" in callee or callee in _OPTIMIZER_CALLS
+            for arg in call.args:
+                items = arg.value.elements if isinstance(arg.value, (cst.List, cst.Tuple)) else []
+                values = [item.value for item in items] + ([arg.value] if direct else [])
+                if any(code(value) == text for value in values):
+                    return True  # `Adam([model.scale])`, `freeze(model.fc)`; not `print(...)`
     return False
 
 
