@@ -68,7 +68,7 @@ def unupdated_parameters(facts: TrainingFacts) -> list[UnupdatedParameters]:
     the other model of a named pair (`optimizer_G` over `netD`)."""
     built = _constructions(facts)
     found: list[UnupdatedParameters] = []
-    for function in {b[2] for b in built}:
+    for function in dict.fromkeys(b[2] for b in built):  # source order, each once
         if _is_module_init(facts, function):
             continue  # building the model's own layers, not replacing them
         entries = _entries(_body(facts, function))
