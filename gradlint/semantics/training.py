@@ -101,6 +101,10 @@ class TrainingFacts:
         pairs = self.walk.assignments.get(key, [])
         return [p for p in pairs if p[1] is where] or pairs
 
+    def construction(self, value: cst.BaseExpression, function: Function) -> OptimizerCall | None:
+        """The optimizer an assigned value builds (`torch.optim.SGD(...)`), or None."""
+        return self._construction(value, function)
+
     def _construction(self, call: cst.BaseExpression, function: Function) -> OptimizerCall | None:
         name = self.index.call_name(call)
         if not isinstance(call, cst.Call) or name is None:
