@@ -300,6 +300,34 @@ class EvalModeLeftOn(Rule):
         """,
             line=20,
         ),
+        # the model comes from a factory function of the file
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            def conv_mixer(dim, depth, n_classes=10):
+                return nn.Sequential(
+                    nn.Conv2d(1, dim, 4, stride=4),
+                    nn.GELU(),
+                    nn.BatchNorm2d(dim),
+                    *[nn.Sequential(nn.Conv2d(dim, dim, 1), nn.ReLU()) for _ in range(depth)],
+                    nn.AdaptiveAvgPool2d(1),
+                    nn.Flatten(),
+                    nn.Linear(dim, n_classes),
+                )
+            model = conv_mixer(64, 4)
+            optimizer = torch.optim.Adam(model.parameters())
+            for epoch in range(30):
+                for x, y in train_loader:
+                    optimizer.zero_grad()
+                    nn.functional.cross_entropy(model(x), y).backward()
+                    optimizer.step()
+                model.eval()
+                print(sum(model(x).argmax(1).eq(y).sum().item() for x, y in val_loader))
+        """,
+            line=20,
+            message="its BatchNorm2d",
+        ),
         # `model.train(False)` is `model.eval()`
         Invalid(
             """

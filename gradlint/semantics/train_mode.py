@@ -336,10 +336,29 @@ def _value_layer(index: TorchIndex, value: cst.BaseExpression) -> tuple[str | No
     local = local_class(index, value)
     if local is not None:
         return mode_layer_in_class(index, local) or None, None
+    built = _factory_return(index, value)
+    if built is not None:
+        return _value_layer(index, built)  # `def build(dim): return nn.Sequential(...)`
     if name is not None and not name.startswith(("torch", "lightning", "transformers", "timm")):
         if _short(name)[:1].isupper():
             return None, name  # a class of another file of the project
     return None, None
+
+
+def _factory_return(index: TorchIndex, value: cst.BaseExpression) -> cst.BaseExpression | None:
+    """What a local function called as `value` returns, when it has one `return` of a call
+    (a model factory); None otherwise."""
+    if not isinstance(value, cst.Call) or not isinstance(value.func, cst.Name):
+        return None
+    if index.qualified(value.func) is not None:
+        return None  # imported, not a function of this file
+    function = index.functions.get(value.func.value)
+    if function is None:
+        return None
+    returns = [cst.ensure_type(r, cst.Return).value for r in findall(function, cst.Return)]
+    if len(returns) != 1 or not isinstance(returns[0], cst.Call):
+        return None
+    return unwrap(returns[0]) if returns[0] is not value else None
 
 
 _CACHE: PerFile[dict[str, str | None]] = PerFile("train_mode._CACHE")
