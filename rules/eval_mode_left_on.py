@@ -27,8 +27,11 @@ class EvalModeLeftOn(Rule):
     ## Known limitations
     A helper of another file (`from engine import train_one_epoch`) is unknown and may switch
     the mode itself, so nothing is reported through it. The model must be known to hold
-    dropout, batch norm or a transformer layer: a class of this file or of another linted
-    file, an `nn.Sequential`, or a torchvision model. Lightning and the Hugging Face `Trainer`
+    dropout, batch norm or a transformer layer (a class of this file or of another linted
+    file, an `nn.Sequential`, a local factory function returning one, a torchvision model),
+    and must be what the loop's optimizer steps: a frozen teacher kept in eval, or a backbone
+    whose new head alone is trained, is left alone. A training step is a `backward()` that an
+    optimizer step follows in the same function. Lightning and the Hugging Face `Trainer`
     switch modes themselves and never show this shape.
     """
 
