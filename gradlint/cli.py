@@ -288,7 +288,7 @@ def check(
                             f"gradlint: note: {result.path}: skipped, {result.skipped}", err=True
                         )
                 if diff:
-                    patch = _fix_diffs(results)  # empty when no fix applies (notebooks included)
+                    patch = _fix_diffs(results)  # empty when no fix applies
                     _write(patch, output_file)
                     sys.exit(EXIT_FINDINGS if patch and not exit_zero else EXIT_CLEAN)
                 if fix:
@@ -329,27 +329,32 @@ def check(
     sys.exit(EXIT_FINDINGS if failing and not exit_zero else EXIT_CLEAN)
 
 
-def _fixed_sources(results: Sequence[FileResult]) -> Iterator[tuple[Path, str, str, int]]:
-    """(path, old text, new text, fixes applied) for every file with applicable fixes."""
+def _fixed_sources(results: Sequence[FileResult]) -> Iterator[tuple[Path, str, int, str]]:
+    """(path, new text, fixes applied, diff) for every file with applicable fixes."""
     for result in results:
         fixes = [f.fix for f in result.findings if f.fix is not None]
-        if not fixes or is_notebook(result.path):
-            continue  # nothing to fix; or a notebook, whose cells are JSON strings on disk
+        if not fixes:
+            continue
         path = Path(result.path)
         try:
             old = read_source(path).decode("utf-8")
         except (OSError, UnicodeDecodeError):
             continue  # fixes are applied to UTF-8 files only
+        if is_notebook(result.path):
+            from gradlint.notebook_fixes import fix_notebook
+
+            fixed = fix_notebook(old, result.path, fixes)
+            if fixed is not None:
+                yield path, fixed.text, fixed.applied, fixed.diff
+            continue
         new, applied = apply_fixes(old, fixes)
         if applied and new != old:
             check_parses(new, result.path)
-            yield path, old, new, applied
+            yield path, new, applied, unified_diff(old, new, path.as_posix())
 
 
 def _fix_diffs(results: Sequence[FileResult]) -> str:
-    return "".join(
-        unified_diff(old, new, path.as_posix()) for path, old, new, _ in _fixed_sources(results)
-    )
+    return "".join(patch for _, _, _, patch in _fixed_sources(results))
 
 
 def _apply_fixes(
@@ -360,7 +365,7 @@ def _apply_fixes(
     options: RunOptions,
 ) -> tuple[int, list[FileResult]]:
     total = 0
-    for path, _, new, applied in list(_fixed_sources(results)):
+    for path, new, applied, _ in list(_fixed_sources(results)):
         write_atomically(path, new)
         total += applied
     if total:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -96,6 +97,8 @@ class Rule:
     # there (every spelling that reaches what the rule looks for, imports included). The
     # engine skips the rule on other files without parsing anything for it. Empty: every file.
     NEEDS: ClassVar[tuple[str, ...]] = ()
+    # the project phase hands deferred findings naming the same class to `join_deferred`
+    JOINS_DEFERRED: ClassVar[bool] = False
 
     def __init__(self, context: RuleContext) -> None:
         self.context = context
@@ -202,4 +205,14 @@ class Rule:
     def resolve_deferred(cls, item: Deferred, facts: ClassFacts, where: FileSummary) -> str | None:
         """The message of the finding, once `item.qualified` is known to be the class
         `facts` defined in the file `where`; None when there is nothing to report."""
+        return None
+
+    @classmethod
+    def join_deferred(
+        cls, item: Deferred, partners: Sequence[tuple[Deferred, FileSummary]]
+    ) -> str | None:
+        """The message of a finding at `item`, given the deferred findings of this rule in
+        other places that name the same project class (`partners`, each with its file): a
+        subclass whose forward ends in softmax here, a loss on that class's output there.
+        None when there is nothing to report; called only when JOINS_DEFERRED is set."""
         return None

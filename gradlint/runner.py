@@ -305,7 +305,44 @@ def project_phase(
                 if stop is not None:
                     raise stop from exc
                 extra.setdefault(summary.path, []).append(_crash(rule, summary.path, exc))
+    _join(summaries, project, by_code, config, extra)
     return [_merge(result, extra.get(result.path, []), config) for result in results]
+
+
+def _join(
+    summaries: list[FileSummary],
+    project: Project,
+    by_code: dict[str, type[Rule]],
+    config: Config,
+    extra: dict[str, list[Finding]],
+) -> None:
+    """Deferred findings of one rule that name the same project class, from different
+    files, decided together (`Rule.join_deferred`)."""
+    groups: dict[tuple[str, str, str], list[tuple[Deferred, FileSummary]]] = {}
+    for summary in summaries:
+        for item in summary.deferred:
+            rule = by_code.get(item.code)
+            if rule is None or not rule.JOINS_DEFERRED:
+                continue
+            found = project.find_class(item.qualified, summary)
+            if found is not None:
+                key = (item.code, found[0].module, found[1].name)
+                groups.setdefault(key, []).append((item, summary))
+    for (code, _, _), members in groups.items():
+        rule = by_code[code]
+        for item, summary in members:
+            partners = [member for member in members if member[0] is not item]
+            try:
+                message = rule.join_deferred(item, partners)
+            except Exception as exc:  # the per-rule boundary of the project phase
+                stop = stop_behind(exc)
+                if stop is not None:
+                    raise stop from exc
+                extra.setdefault(summary.path, []).append(_crash(rule, summary.path, exc))
+                continue
+            if message is not None:
+                finding = _finding(rule, config, item, message, summary)
+                extra.setdefault(summary.path, []).append(finding)
 
 
 def _finding(

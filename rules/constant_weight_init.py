@@ -25,6 +25,10 @@ class ConstantWeightInit(Rule):
     (`model.fc1`, `layer = model.features[0]`), and sweeps are recognised by `isinstance`,
     `type(m) == nn.Linear` and the class-name test of GAN code
     (`m.__class__.__name__.find('Linear') != -1`), in `apply()` callbacks and module loops.
+    Loops over `model.parameters()` / `named_parameters()` that set every parameter (or every
+    one named `weight`) to a constant count, and so do one-line lambdas handed to a helper
+    that applies its `init_fn` argument to each layer's weight. Models returned by a builder
+    function of the file (`net, loss_fn, opt = build()`) are followed.
 
     ## Why is this bad?
     If every weight of a layer starts equal, every unit computes the same output and receives
@@ -253,6 +257,48 @@ class ConstantWeightInit(Rule):
     """)
     )
 
+    VALID.extend(
+        [
+            # a parameter loop that keeps the constant for biases and norm scales
+            Valid("""
+            import torch.nn as nn
+            model = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+            for name, p in model.named_parameters():
+                if "bias" in name:
+                    nn.init.zeros_(p)
+                elif "norm" in name and "weight" in name:
+                    nn.init.ones_(p)
+                else:
+                    nn.init.xavier_uniform_(p)
+            for p in model.parameters():
+                if p.dim() > 1:
+                    nn.init.kaiming_normal_(p)
+                else:
+                    p.data.fill_(0.0)
+        """),
+            # a training helper that takes the init as a callback, given random ones only;
+            # a forward-only statistics demo that is shown a constant
+            Valid("""
+            from torch import nn
+            def run(init_fn, x, y):
+                net = nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1))
+                for layer in net:
+                    if isinstance(layer, nn.Linear):
+                        init_fn(layer.weight)
+                nn.functional.mse_loss(net(x), y).backward()
+            run(lambda w: nn.init.xavier_uniform_(w), x, y)
+            run(lambda w: nn.init.orthogonal_(w), x, y)
+            def activation_stats(init_fn, x):
+                net = nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh())
+                for layer in net:
+                    if isinstance(layer, nn.Linear):
+                        init_fn(layer.weight)
+                return net(x).std()
+            activation_stats(lambda w: nn.init.zeros_(w), x)
+        """),
+        ]
+    )
+
     INVALID = [
         Invalid(
             """
@@ -449,6 +495,71 @@ class ConstantWeightInit(Rule):
             line=5,
             message="every Linear layer",
         ),
+        # a course notebook: the builder returns net, loss and optimizer; one layer is zeroed
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            import torch.nn.functional as F
+            def make_net():
+                class Net(nn.Module):
+                    def __init__(self):
+                        super().__init__()
+                        self.inp = nn.Linear(784, 64)
+                        self.hid = nn.Linear(64, 64)
+                        self.out = nn.Linear(64, 10)
+                    def forward(self, x):
+                        return self.out(F.relu(self.hid(F.relu(self.inp(x)))))
+                net = Net()
+                return net, nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.1)
+            net, loss_fn, opt = make_net()
+            net.hid.weight.data = torch.zeros_like(net.hid.weight)
+        """,
+            line=16,
+            message="hidden layer",
+        ),
+        # every parameter, weights included, set to one value in a loop
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            net = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 1))
+            for item in net.named_parameters():
+                item[1].data = torch.zeros_like(item[1].data) + 0.5
+        """,
+            line=5,
+            message="every parameter",
+        ),
+        Invalid(
+            """
+            from torch.nn import Linear, Sequential, Tanh, init
+            net = Sequential(Linear(10, 20), Tanh(), Linear(20, 1))
+            for name, p in net.named_parameters():
+                if "weight" in name:
+                    init.constant_(p, 0.1)
+        """,
+            line=5,
+            message="every parameter",
+        ),
+        # the init is a callback; one caller hands it a constant
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            from torch.nn import init
+            def fit(init_fn, epochs=10):
+                net = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
+                for layer in net:
+                    if isinstance(layer, nn.Linear):
+                        init_fn(layer.weight)
+                opt = torch.optim.SGD(net.parameters(), lr=0.01)
+                return net, opt
+            fit(lambda w: init.kaiming_normal_(w))
+            fit(lambda w: init.zeros_(w), epochs=5)
+        """,
+            line=12,
+            message="every Linear layer",
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
@@ -468,6 +579,10 @@ class ConstantWeightInit(Rule):
         if not site.param.startswith("weight") or site.is_self_tensor:
             return  # biases; a module's own tensors are judged by how forward() uses them
         target = init_sites.target_text(site)
+        if site.every_parameter:
+            scope = "; the loop sets every parameter of the model to it, weights included"
+            self.report(site.node, target=target, scope=scope, severity=Severity.ERROR)
+            return
         if site.types:
             if site.sweep is None:
                 return  # a specific object, not a sweep over the model's layers

@@ -4,6 +4,7 @@ import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.semantics import init_draws, init_sites, layer_feeds, tables
+from gradlint.semantics.index import TorchIndex
 
 WEIGHT_LAYERS = tables.DENSE_LAYERS | tables.RNN_LAYERS
 
@@ -24,6 +25,10 @@ class DeadReluRisk(Rule):
     rarely exceeds 1, and all-negative weights applied to the non-negative outputs of a
     previous ReLU make every pre-activation ≤ 0. Start biases at 0 (or a small positive
     constant), or use LeakyReLU/ELU/GELU, which keep a small slope for negative inputs.
+
+    A weight set to zero on a layer built with `bias=False` counts as well: every
+    pre-activation is exactly 0, where PyTorch gives ReLU a slope of 0, so the layer never
+    moves.
 
     Negative biases before a sigmoid are a known good practice and are not flagged:
     highway networks start the transform gate at -1 to -3, and gates in general may start
@@ -127,6 +132,28 @@ class DeadReluRisk(Rule):
                     return self.fc(x).relu()
         """),
     ]
+    # zeroed projections that keep a gradient: a bias in front of the ReLU, a GELU, or
+    # the last layer of a residual branch
+    VALID.append(
+        Valid("""
+            from torch import nn
+            class Blocks(nn.Module):
+                def __init__(self, dim):
+                    super().__init__()
+                    a = nn.Linear(dim, dim)
+                    nn.init.zeros_(a.weight)
+                    b = nn.Linear(dim, dim, bias=False)
+                    nn.init.zeros_(b.weight)
+                    c = nn.Linear(dim, dim, bias=False)
+                    nn.init.zeros_(c.weight)
+                    self.gated = nn.Sequential(a, nn.ReLU())
+                    self.smooth = nn.Sequential(b, nn.GELU())
+                    self.branch = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), c)
+                def forward(self, x):
+                    return x + self.branch(x) + self.gated(x) + self.smooth(x)
+        """)
+    )
+
     INVALID = [
         Invalid(
             """
@@ -208,6 +235,22 @@ class DeadReluRisk(Rule):
             line=9,
             message="negative magnitudes",
         ),
+        # a bias-free gate projection zeroed before a ReLU: its output is 0 for every input
+        Invalid(
+            """
+            from torch import nn
+            class DepthRouter(nn.Module):
+                def __init__(self, dim, layers):
+                    super().__init__()
+                    proj = nn.Linear(dim, layers, bias=False)
+                    nn.init.zeros_(proj.weight)
+                    self.route = nn.Sequential(nn.LayerNorm(dim), proj, nn.ReLU())
+                def forward(self, x):
+                    return self.route(x)
+        """,
+            line=6,
+            message="0 with no bias",
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
@@ -223,6 +266,8 @@ class DeadReluRisk(Rule):
     def _negative_start(self, site: init_sites.InitSite) -> str | None:
         if site.call is None:
             return "negative magnitudes (-|w|)"
+        if _zero_without_bias(self.index, site):
+            return "0 with no bias (every pre-activation is exactly 0, where ReLU's slope is 0)"
         found = init_draws.draw(self.index, site.call)
         if found is None:
             return None  # other inits, arguments we cannot read
@@ -243,7 +288,28 @@ class DeadReluRisk(Rule):
             if profile is None or not profile.count(layer_feeds.ZERO_SLOPE, site.types):
                 return None  # unknown model, or none of the swept layers feeds a ReLU
             return "relu"
+        local = init_sites.local_layer(site)
+        if site.cls is not None and site.layer_attr is None and local is not None:
+            follower = layer_feeds.follower_of_local(self.index, site.cls, local)
+            return follower if follower in layer_feeds.ZERO_SLOPE else None
         if site.cls is None or site.layer_attr is None:
             return None  # a layer we cannot follow into forward()
         follower = layer_feeds.class_profile(self.index, site.cls).feeds.get(site.layer_attr)
         return follower if follower in layer_feeds.ZERO_SLOPE else None
+
+
+def _zero_without_bias(index: TorchIndex, site: init_sites.InitSite) -> bool:
+    """A weight set to zero on a layer built with `bias=False`: its output is exactly 0."""
+    if site.call is None or not site.param.startswith("weight"):
+        return False
+    if site.call.function not in ("zeros_", "zero_") and not (
+        site.call.function in ("constant_", "fill_")
+        and (found := init_draws.draw(index, site.call)) is not None
+        and found.mean == 0
+    ):
+        return False
+    built = site.constructor
+    if not isinstance(built, cst.Call):
+        return False
+    bias = init_draws.argument(built, 99, "bias")  # passed by keyword in practice
+    return isinstance(bias, cst.Name) and bias.value == "False"

@@ -15,7 +15,8 @@ class DeepSaturatingStack(Rule):
     activation counts 1 and each tanh-like one 1/2 (so 4 sigmoids, or 8 tanh layers). Stacks
     are read in `nn.Sequential(...)` (also one composed of other containers,
     `nn.Sequential(encoder, decoder)`), in layer lists built by a `for _ in range(N)` loop or a
-    list comprehension, and in `forward()` across the containers it calls.
+    list comprehension, and in `forward()` across the containers it calls (an activation or a
+    loop count may be a constant set once at the top of the file, `ACTIVATION = torch.tanh`).
 
     ## Why is this bad?
     Backpropagation multiplies the gradient by each activation's derivative. The sigmoid's
@@ -149,6 +150,27 @@ class DeepSaturatingStack(Rule):
                 nn.Linear(256, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10),
             )
         """),
+        # the same script shape with a ReLU constant, or a depth the script changes later
+        Valid("""
+            import torch
+            import torch.nn.functional as F
+            from torch import nn
+            DEPTH = 8
+            ACT = F.relu
+            SQUASH = torch.tanh
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.hidden = nn.ModuleList([nn.Linear(10, 10) for _ in range(DEPTH)])
+                def forward(self, x):
+                    for i in range(DEPTH):
+                        x = ACT(self.hidden[i](x))
+                    for i in range(LAYERS):
+                        x = SQUASH(x)
+                    return x
+            LAYERS = 2
+            LAYERS = 10
+        """),
     ]
     INVALID = [
         Invalid(
@@ -267,6 +289,27 @@ class DeepSaturatingStack(Rule):
         """,
             line=15,
             message="7 saturating",
+        ),
+        # the activation and the depth are hyperparameters set at the top of the script
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            DEPTH = 8
+            ACT = torch.tanh
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.hidden = nn.ModuleList([nn.Linear(10, 10) for _ in range(DEPTH)])
+                    self.out = nn.Linear(10, 1)
+                def forward(self, x):
+                    for i in range(DEPTH):
+                        x = self.hidden[i](x)
+                        x = ACT(x)
+                    return self.out(x)
+        """,
+            line=13,
+            message="8 saturating",
         ),
     ]
 

@@ -28,8 +28,10 @@ class ExcessiveLearningRate(Rule):
     Flags an optimizer built with a literal learning rate far above what its family
     tolerates: SGD ≥ 1, Adam/AdamW/Adamax/NAdam/RAdam ≥ 0.1, RMSprop ≥ 0.1, Adagrad ≥ 1,
     Adadelta ≥ 10. The literal may sit in the call (`lr=0.5`, second positional argument),
-    in a constant assigned once in the file (`LR = 0.5` ... `lr=LR`), or in the default of
-    an argparse `--lr` option read as `args.lr`.
+    in a constant assigned once in the file (`LR = 0.5` ... `lr=LR`), in the default of a
+    function parameter that the optimizer receives (`def fit(self, opt="LBFGS", lr=1.0)`
+    building Adam when `opt="Adam"`), or in the default of an argparse `--lr` option read as
+    `args.lr`.
 
     ## Why is this bad?
     Gradient descent moves `w ← w − lr·∂L/∂w`. Along a direction of curvature `h` the
@@ -167,6 +169,20 @@ class ExcessiveLearningRate(Rule):
             sparse = torch.optim.Adagrad(embedding.parameters(), lr=0.5)
         """),
     ]
+    # a parameter default that suits the optimizer, and one the file sets twice
+    VALID.append(
+        Valid("""
+            import torch
+            def train(model, lr=1e-3, epochs=10):
+                return torch.optim.Adam(model.parameters(), lr=lr)
+            def probe(model, lr=0.5):
+                return torch.optim.SGD(model.parameters(), lr=lr * 0.01)
+            def tune(model, rate=0.5):
+                rate = rate / 100
+                return torch.optim.Adam(model.parameters(), lr=rate)
+        """)
+    )
+
     INVALID = [
         Invalid(
             """
@@ -217,6 +233,22 @@ class ExcessiveLearningRate(Rule):
         """,
             line=2,
         ),
+        # one fit() for two optimizers: the default suits LBFGS's line search, not Adam
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            class Spline(nn.Module):
+                def fit(self, data, opt="LBFGS", steps=50, lr=1.0):
+                    if opt == "Adam":
+                        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+                    else:
+                        optimizer = torch.optim.LBFGS(self.parameters(), lr=lr)
+                    return optimizer
+        """,
+            line=6,
+            message="the default of the parameter `lr`",
+        ),
     ]
 
     def visit_Module(self, node: cst.Module) -> None:
@@ -226,6 +258,7 @@ class ExcessiveLearningRate(Rule):
         self.defaults: dict[str, list[tuple[str, cst.BaseExpression | None]]] = {}
         self.parsed: set[str] = set()  # names assigned from parse_args()
         self.absolute_schedule = False
+        self.param_defaults: set[str] = set()  # names that are parameters with a default
 
     def visit_Call(self, node: cst.Call) -> None:
         name = self.index.call_name(node)
@@ -276,7 +309,12 @@ class ExcessiveLearningRate(Rule):
             self.constants.setdefault(node.target.value, []).append(node.value)
 
     def visit_Param(self, node: cst.Param) -> None:
-        self.constants.setdefault(node.name.value, []).append(cst.Name("parameter"))
+        # `def fit(self, opt="LBFGS", lr=1.0)`: the default is the rate whenever the caller
+        # leaves it out, so it counts like a constant (when the name has no other value)
+        default = node.default if node.default is not None else cst.Name("parameter")
+        self.constants.setdefault(node.name.value, []).append(default)
+        if node.default is not None:
+            self.param_defaults.add(node.name.value)
 
     def leave_Module(self, original_node: cst.Module) -> None:
         if self.absolute_schedule:
@@ -315,7 +353,11 @@ class ExcessiveLearningRate(Rule):
         if isinstance(expr, cst.Name):
             values = self.constants.get(expr.value, [])
             value = numeric_literal(values[0]) if len(values) == 1 else None
-            return (value, f" (from `{expr.value}`)") if value is not None else None
+            if expr.value in self.param_defaults:
+                where = f" (the default of the parameter `{expr.value}`)"
+            else:
+                where = f" (from `{expr.value}`)"
+            return (value, where) if value is not None else None
         key = dotted_name(expr)
         if key is None or key.count(".") != 1:
             return None  # `cfg.optim.lr`, `get_lr()`: not an argparse option

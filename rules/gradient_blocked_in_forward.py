@@ -48,8 +48,10 @@ class GradientBlockedInForward(Rule):
     (`hidden.detach()`), teacher targets and logged values are left alone.
 
     ## Known limitations
-    Values are followed through local variables of one method or block; a cut inside a
-    helper function, or on `self.<attr>` between methods, is not seen.
+    Values are followed through local variables of one method or block (in training code a
+    term cut in one branch of an `if` counts even when another branch builds the loss
+    without it); a cut inside a helper function, or on `self.<attr>` between methods, is not
+    seen.
     """
 
     CODE = "GL110"
@@ -320,6 +322,22 @@ class GradientBlockedInForward(Rule):
                     self.alpha_optimizer.zero_grad()
                     alpha_loss.backward()
         """),
+        # the same branches with the adversarial term kept in the graph; a logged float
+        Valid("""
+            def train_epoch(net, disc, loader, opt, l1, bce, adapt):
+                for x, y, domain in loader:
+                    opt.zero_grad()
+                    out, feats = net(x)
+                    rec = l1(out, y)
+                    if adapt:
+                        adv = bce(disc(feats), domain)
+                        loss = rec + adv
+                        logged = adv.item()
+                    else:
+                        loss = rec
+                    loss.backward()
+                    opt.step()
+        """),
     ]
     INVALID = [
         Invalid(
@@ -477,6 +495,27 @@ class GradientBlockedInForward(Rule):
                     loss.backward()
         """,
             line=7,
+        ),
+        # a domain-adversarial term made a float in one branch, added to the loss in another
+        Invalid(
+            """
+            def train_epoch(net, disc, loader, opt, l1, bce, adapt):
+                for x, y, domain in loader:
+                    opt.zero_grad()
+                    out, feats = net(x)
+                    if adapt:
+                        adv = bce(disc(feats), domain)
+                        adv = adv.detach().item()
+                    rec = l1(out, y)
+                    if adapt:
+                        loss = rec + adv
+                    else:
+                        loss = rec
+                    loss.backward()
+                    opt.step()
+        """,
+            line=7,
+            message="this term of the loss adds nothing to the gradient",
         ),
     ]
 

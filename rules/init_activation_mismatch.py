@@ -169,6 +169,27 @@ class InitActivationMismatch(Rule):
                     return self.classifier(self.features(x).flatten(1))
         """),
     ]
+    # the same loop-grown MLP with ReLU: He init is the right one
+    VALID.append(
+        Valid("""
+            import torch.nn as nn
+            class Surrogate(nn.Module):
+                def __init__(self, sizes, norm=False):
+                    super().__init__()
+                    body = []
+                    for i in range(len(sizes) - 2):
+                        body.append(nn.Linear(sizes[i], sizes[i + 1]))
+                        body.append(nn.ReLU())
+                    body.append(nn.Linear(sizes[-2], sizes[-1]))
+                    self.body = nn.Sequential(*body)
+                    for m in self.modules():
+                        if isinstance(m, nn.Linear):
+                            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                def forward(self, x):
+                    return self.body(x)
+        """)
+    )
+
     INVALID = [
         Invalid(
             """
@@ -257,6 +278,27 @@ class InitActivationMismatch(Rule):
         """,
             line=5,
             message="sigmoid",
+        ),
+        # a sized MLP grown in a loop with tanh, then a He sweep over its Linear layers
+        Invalid(
+            """
+            import torch.nn as nn
+            class Surrogate(nn.Module):
+                def __init__(self, sizes):
+                    super().__init__()
+                    body = []
+                    for i in range(len(sizes) - 2):
+                        body.append(nn.Linear(sizes[i], sizes[i + 1]))
+                        body.append(nn.Tanh())
+                    body.append(nn.Linear(sizes[-2], sizes[-1]))
+                    self.body = nn.Sequential(*body)
+                    for m in self.modules():
+                        if isinstance(m, nn.Linear):
+                            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                def forward(self, x):
+                    return self.body(x)
+        """,
+            line=13,
         ),
     ]
 

@@ -14,7 +14,10 @@ class MissingNormalization(Rule):
     Flags a plain stack of six or more Linear/Conv layers with activations between them and
     no normalization layer (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm,
     LocalResponseNorm, weight or spectral norm) and no residual connection: in
-    `nn.Sequential(...)`, in loop-built layer lists, and in a module's `forward()`.
+    `nn.Sequential(...)` (blocks returned by a helper function, `vgg_block(64, 128)`, are
+    opened), in loop-built layer lists, and in a module's `forward()`, where a trunk of
+    convolutions (or of Linear layers) chained through several `nn.Sequential` attributes
+    counts as one stack; a conv trunk and the Linear head after it are judged apart.
 
     ## Why is this bad?
     Each layer rescales its input by its weights. Across many layers the scale of the
@@ -163,6 +166,21 @@ class MissingNormalization(Rule):
     """)
     )
 
+    # the same helper-built blocks, each normalised
+    VALID.append(
+        Valid("""
+            import torch.nn as nn
+            def double_conv(c_in, c_out):
+                return nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                    nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                )
+            trunk = nn.Sequential(
+                double_conv(3, 32), double_conv(32, 64), double_conv(64, 128), double_conv(128, 8)
+            )
+        """)
+    )
+
     INVALID = [
         Invalid(
             """
@@ -244,6 +262,43 @@ class MissingNormalization(Rule):
             line=3,
             message="Conv2d/Linear",
         ),
+        # VGG-style blocks built by a helper, stacked in one Sequential
+        Invalid(
+            """
+            import torch.nn as nn
+            def double_conv(c_in, c_out):
+                block = nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(),
+                    nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU(),
+                    nn.MaxPool2d(2),
+                )
+                return block
+            trunk = nn.Sequential(
+                double_conv(3, 32), double_conv(32, 64), double_conv(64, 128), double_conv(128, 8)
+            )
+        """,
+            line=9,
+            message="8 Conv2d",
+        ),
+        # conv blocks kept as attributes and chained in forward()
+        Invalid(
+            """
+            from torch import nn
+            class Vgg(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.b1 = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+                    self.b2 = nn.Sequential(nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+                    self.b3 = nn.Sequential(nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+                    self.head = nn.Linear(8, 10)
+                def forward(self, x):
+                    x = self.b1(x)
+                    x = self.b3(self.b2(x))
+                    return self.head(x.flatten(1))
+        """,
+            line=10,
+            message="6 Conv2d",
+        ),
     ]
 
     def visit_Call(self, node: cst.Call) -> None:
@@ -261,10 +316,11 @@ class MissingNormalization(Rule):
         info = self.index.module_classes.get(node.name.value)
         if info is None or info.node is not node or info.forward is None:
             return  # only nn.Module classes with a forward() have a data path here
-        stack = _forward_stack(self.index, info)
-        if stack is None:
+        found = _forward_stack(self.index, info)
+        if found is None:
             return  # normalization, a residual add, or a path we cannot follow
-        self._check(node.name, stack)
+        stack, composed = found
+        self._check(composed or node.name, stack)  # a composed trunk: where forward() enters it
 
     def _check(self, node: cst.CSTNode, stack: list[layers.Layer]) -> None:
         if any(layer.kind == layers.NORM for layer in stack):
@@ -317,6 +373,8 @@ class _ForwardLayers(cst.CSTVisitor):
         self.stack: list[layers.Layer] = []
         self.loop_layers: dict[str, tuple[int, list[layers.Layer]]] = {}
         self.blocked = False  # a residual add or normalization function
+        self.inner_run = 0  # the longest plain run inside one nn.Sequential attribute
+        self.first_composed: cst.Call | None = None  # where forward() enters the first one
 
     def visit_For(self, node: cst.For) -> None:
         attr = self_attribute(node.iter)
@@ -330,15 +388,25 @@ class _ForwardLayers(cst.CSTVisitor):
         func = original_node.func
         if name in tables.NORM_FUNCTIONS or name in ATTENTION_FUNCTIONS:
             self.blocked = True
-        elif isinstance(func, cst.Attribute) and func.attr.value in ATTENTION_METHODS:
+        elif (
+            name is None
+            and isinstance(func, cst.Attribute)
+            and func.attr.value in ATTENTION_METHODS
+        ):
             self.blocked = True  # q/k/v projections are parallel, not a stack
         elif name in tables.ACTIVATION_FUNCTIONS:
             self.stack.append(layers.Layer(layers.ACTIVATION, original_node))
         func = original_node.func
         attr = self_attribute(func)
         if attr is not None and attr in self.info.attrs:
-            # an nn.Sequential attribute is judged where it is built, so it breaks the run here
-            self.stack.append(layers.classify(self.index, self.info.attrs[attr]))
+            built = self.info.attrs[attr]
+            inner = layers.sequence(self.index, built)
+            if inner is None:
+                self.stack.append(layers.classify(self.index, built))
+            else:  # VGG's blocks composed in forward(): the stack runs through them all
+                self.stack.extend(inner)
+                self.inner_run = max(self.inner_run, len(_plain_runs(inner)[0]))
+                self.first_composed = self.first_composed or original_node
         elif isinstance(func, cst.Name) and func.value in self.loop_layers:
             count, item = self.loop_layers[func.value]
             self.stack.extend(item * min(count, layers.MAX_REPEAT))
@@ -358,7 +426,11 @@ class _ForwardLayers(cst.CSTVisitor):
             self.blocked = True
 
 
-def _forward_stack(index: TorchIndex, info: ModuleClass) -> list[layers.Layer] | None:
+def _forward_stack(
+    index: TorchIndex, info: ModuleClass
+) -> tuple[list[layers.Layer], cst.Call | None] | None:
+    """The layers forward() applies in order, and the call that enters the first of the
+    nn.Sequential attributes it composes (None when it composes none)."""
     assert info.forward is not None
     visitor = _ForwardLayers(index, info)
     walk_visitor(info.forward, visitor)
@@ -367,4 +439,31 @@ def _forward_stack(index: TorchIndex, info: ModuleClass) -> list[layers.Layer] |
     has_norm_attr = any(
         layers.classify(index, value).kind == layers.NORM for value in info.attrs.values()
     )
-    return None if has_norm_attr else visitor.stack
+    if has_norm_attr:
+        return None
+    if not visitor.inner_run:
+        return visitor.stack, None
+    # containers composed in forward(): only a trunk of one layer family (VGG's conv blocks)
+    # counts across them; a conv trunk and its Linear head are judged apart, as AlexNet's are
+    trunk = _one_family(index, visitor.stack)
+    if visitor.inner_run >= len(_plain_runs(trunk)[0]):
+        return None  # as deep as one nn.Sequential, which is judged where it is built
+    return trunk, visitor.first_composed
+
+
+def _one_family(index: TorchIndex, stack: list[layers.Layer]) -> list[layers.Layer]:
+    """The longest stretch of the stack whose weight layers are all convolutions or all
+    Linear, with the activations between them."""
+    best: list[layers.Layer] = []
+    current: list[layers.Layer] = []
+    family: str | None = None
+    for layer in stack:
+        if layer.kind == layers.DENSE:
+            kind = "conv" if "Conv" in _short(index, layer) else "linear"
+            if kind != family:
+                current, family = [], kind
+        elif layer.kind in (layers.UNKNOWN, layers.RNN, layers.NORM, layers.SEQUENTIAL):
+            current, family = [], None
+        current.append(layer)
+        best = max(best, current, key=lambda part: sum(x.kind == layers.DENSE for x in part))
+    return best

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import libcst as cst
+from libcst.metadata import CodeRange
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.findings import Fix
-from gradlint.semantics import losses, model_outputs
+from gradlint.semantics import grad_mode, losses, model_outputs
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.names import dotted_name
 from gradlint.semantics.nodes import find
@@ -42,8 +43,10 @@ class SigmoidBeforeBceLoss(Rule):
     `BCEWithLogitsLoss` applies the sigmoid itself: given probabilities it squashes them again
     into (0.5, 0.73), so the loss cannot approach 0 and the model barely learns.
 
-    BCELoss on probabilities that do not visibly come from a sigmoid, and sigmoid used
-    only for predictions, thresholds or a printed cost, are not flagged.
+    BCELoss on probabilities that do not visibly come from a sigmoid, sigmoid used only for
+    predictions, thresholds or a printed cost, and a loss computed under `torch.no_grad()`
+    (an evaluation score: no gradient is lost) are not flagged. One model's sigmoid fed to
+    one loss is reported once, at its first call.
 
     ## Known limitations
     Only models, criteria and loss helpers built in the same file are linked to the loss call.
@@ -180,8 +183,42 @@ class SigmoidBeforeBceLoss(Rule):
                 probas = torch.sigmoid(x @ w)
                 print(" | Cost: %.3f" % F.binary_cross_entropy(probas, y))
         """),
+        # BCELoss on sigmoid outputs that only scores a validation set: no graph, no gradient
+        Valid("""
+            import torch
+            from torch import nn
+            class Scorer(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.head = nn.Sequential(nn.Linear(32, 1), nn.Sigmoid())
+                def forward(self, x):
+                    return self.head(x)
+            scorer = Scorer()
+            bce = nn.BCELoss()
+            @torch.no_grad()
+            def validate(loader):
+                return sum(bce(scorer(x), y).item() for x, y in loader)
+            def report(loader):
+                with torch.inference_mode():
+                    for x, y in loader:
+                        print(bce(scorer(x), y))
+        """),
     ]
     INVALID = [
+        # DCGAN: real and fake batches through the same discriminator, one finding for both
+        Invalid(
+            """
+            import torch.nn as nn
+            netD = nn.Sequential(nn.Conv2d(3, 64, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(),
+                                 nn.LazyLinear(1), nn.Sigmoid())
+            criterion = nn.BCELoss()
+            for real, _ in dataloader:
+                errD_real = criterion(netD(real).view(-1), ones)
+                errD_fake = criterion(netD(fake.detach()).view(-1), zeros)
+                (errD_real + errD_fake).backward()
+        """,
+            line=6,
+        ),
         Invalid(
             """
             import torch
@@ -424,13 +461,24 @@ class SigmoidBeforeBceLoss(Rule):
 
     def leave_Module(self, original_node: cst.Module) -> None:
         reported: set[cst.Call] = set()
+        models: set[tuple[cst.CSTNode, str]] = set()
+        off: list[CodeRange] | None = None
         for use in losses.loss_facts(self.index).uses:
             output = use.output
             if use.family not in WHY or output is None or output.kind != model_outputs.SIGMOID:
                 continue  # not a binary cross-entropy on a visible sigmoid
             if use.call in reported:
                 continue  # a loss wrapper called from several places: once is enough
+            if off is None:
+                found = grad_mode.gradient_free(self.index, original_node)
+                off = [self.position(node) for node in found]
+            if grad_mode.inside(self.position(use.call), off):
+                continue  # evaluated under no_grad: no gradient to lose
+            if output.model is not None and (output.node, use.loss) in models:
+                continue  # the same model's sigmoid into the same loss: one finding says it
             reported.add(use.call)
+            if output.model is not None:
+                models.add((output.node, use.loss))
             loss, why = f"`{use.loss}`", WHY[use.family]
             if output.model is None:
                 fix = self._fix(use) if use.via is None else None

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
@@ -33,7 +35,8 @@ class SoftmaxBeforeCrossEntropy(Rule):
     returns softmax, whose `nn.Sequential` ends in `nn.Softmax` (also when containers are
     composed), or one element of whose returned tuple does (`pred, aux = D(x)`). The loss may
     sit in a loss function or class the output is passed to. Also flags `nn.NLLLoss` /
-    `F.nll_loss` on probabilities or raw logits, and `log(softmax(x))` written by hand.
+    `F.nll_loss` on probabilities or raw logits, and `log(softmax(x))` written by hand (also
+    with the softmax spelled out, `torch.log(torch.exp(s) / torch.sum(torch.exp(t), 1))`).
 
     ## Why is this bad?
     Cross-entropy expects raw logits and applies log-softmax itself. A softmax in front of it
@@ -50,16 +53,19 @@ class SoftmaxBeforeCrossEntropy(Rule):
 
     ## Known limitations
     Only models, criteria and loss helpers built in the same file are linked to the loss call
-    (a model class imported from another file of the project is looked up too).
+    (a model class imported from another file of the project is looked up too, and so is a
+    parameter annotated with one, `def compute_loss(self, model: BaseModel, ...)`: a subclass
+    of that class whose forward ends in softmax is reported in its own file).
     """
 
     CODE = "GL106"
-    # a CE/NLL loss, or `log()` of a softmax
-    NEEDS = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss", "oftmax")
+    # a CE/NLL loss, or `log()` of a softmax (one written out with `exp`)
+    NEEDS = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss", "oftmax", "exp(")
     SEVERITY = Severity.ERROR
     OTHER_SEVERITY = Severity.WARNING
     OTHER_SEVERITY_WHEN = "when the softmax is seen through a model class, or for log(softmax(x))"
     IN_TESTS = True  # a real bug in test helpers too
+    JOINS_DEFERRED = True
     MESSAGE = "{loss} is applied to {source}; {why}"
     HINT = (
         "Pass raw logits to CrossEntropyLoss (apply softmax only for predictions); give NLLLoss "
@@ -212,6 +218,15 @@ class SoftmaxBeforeCrossEntropy(Rule):
                 return criterion(model(x), y)
         """),
     ]
+    # a log of a ratio of two exponentials that is no softmax
+    VALID.append(
+        Valid("""
+            import torch
+            def log_ratio(a, b):
+                return torch.log(torch.exp(a) / torch.exp(b))
+        """)
+    )
+
     INVALID = [
         Invalid(
             """
@@ -417,6 +432,46 @@ class SoftmaxBeforeCrossEntropy(Rule):
         """,
             line=7,
         ),
+        # a Trainer's compute_loss takes the model by its annotation
+        Invalid(
+            """
+            import torch.nn.functional as F
+            from torch import nn
+            from transformers import Trainer
+            class TextClassifier(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.head = nn.Linear(128, 4)
+                def forward(self, features):
+                    probs = F.softmax(self.head(features), dim=-1)
+                    return probs
+            class ClassifierTrainer(Trainer):
+                def compute_loss(self, model: TextClassifier, inputs, return_outputs=False):
+                    scores = model(inputs["features"])
+                    return F.cross_entropy(scores, inputs["labels"])
+        """,
+            line=14,
+        ),
+        # a word2vec loss with the softmax written out, then its log
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            class SkipGram(nn.Module):
+                def __init__(self, vocab, dim):
+                    super().__init__()
+                    self.inp = nn.Embedding(vocab, dim)
+                    self.out = nn.Embedding(vocab, dim)
+                def forward(self, center, context, every):
+                    c = self.inp(center)
+                    pos = (self.out(context) * c).sum(-1)
+                    every_score = (self.out(every) @ c.unsqueeze(-1)).squeeze(-1)
+                    p = torch.exp(pos) / torch.sum(torch.exp(every_score), 1).unsqueeze(1)
+                    return -torch.log(p).mean()
+        """,
+            line=13,
+            message="`torch.log` is applied to softmax probabilities",
+        ),
     ]
 
     def leave_Module(self, original_node: cst.Module) -> None:
@@ -440,12 +495,50 @@ class SoftmaxBeforeCrossEntropy(Rule):
                 self._report(use.call, loss, output, WHY_CROSS_ENTROPY, through=self._through(use))
             elif use.family == losses.NLL and output.kind in WHAT:
                 self._report(use.call, loss, output, WHY_NLL, through=self._through(use))
+        for base, name, output in facts.subclass_outputs:
+            if output.kind in (model_outputs.SOFTMAX, model_outputs.SIGMOID):
+                # a loss in another file may take any `base`'s output: the project phase joins
+                self.defer(
+                    output.node,
+                    base,
+                    role="output",
+                    kind=output.kind,
+                    model=name,
+                    severity="warning",
+                )
         for call, output in facts.logs_of_softmax:
             callee = "`" + cst.Module([]).code_for_node(call.func) + "`"
             self._report(call, callee, output, WHY_LOG, Severity.WARNING)  # unstable, not wrong
 
     @classmethod
+    def join_deferred(
+        cls, item: Deferred, partners: Sequence[tuple[Deferred, FileSummary]]
+    ) -> str | None:
+        kind, model = item.data.get("kind"), item.data.get("model")
+        if item.data.get("role") != "output":
+            return None  # a loss: reported by resolve_deferred when the class itself ends so
+        base = item.qualified.rsplit(".", 1)[-1]
+        for other, where in partners:
+            family, loss = other.data.get("family"), other.data.get("loss")
+            if other.data.get("role") == "output":
+                continue  # another subclass
+            if family == losses.CROSS_ENTROPY and kind == model_outputs.SOFTMAX:
+                why = WHY_CROSS_ENTROPY
+            elif family == losses.NLL and kind in (model_outputs.SOFTMAX, model_outputs.SIGMOID):
+                why = WHY_NLL
+            else:
+                continue
+            source = (
+                f"the output of `{base}` models ({where.path}:{other.line}), and "
+                f"`{model}.forward` here ends in {ENDS_IN[str(kind)]}"
+            )
+            return cls.MESSAGE.format(loss=loss, source=source, why=why)
+        return None
+
+    @classmethod
     def resolve_deferred(cls, item: Deferred, facts: ClassFacts, where: FileSummary) -> str | None:
+        if item.data.get("role") == "output":
+            return None  # a subclass's output: decided with the losses in join_deferred
         family, loss = item.data.get("family"), item.data.get("loss")
         if family == losses.CROSS_ENTROPY and facts.output == model_outputs.SOFTMAX:
             why = WHY_CROSS_ENTROPY

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from gradlint import Invalid, Rule, Severity, Valid
+from gradlint.project import ClassFacts, Deferred, FileSummary
 from gradlint.semantics import registration
 from gradlint.semantics.index import self_attribute, walk_statements
 
@@ -28,7 +29,11 @@ class UnregisteredSubmodule(Rule):
     ## Known limitations
     Layers count when they are torch layers (`torch.nn`, `torchvision.ops`, `timm.layers`),
     `nn.Module` subclasses defined in the same file, or CapWords classes imported relatively
-    (`from .blocks import Block`); other imported classes are not assumed to be modules.
+    (`from .blocks import Block`); other imported classes count once the project phase finds
+    them to be `nn.Module` subclasses. Layers wrapped in a helper that returns them
+    (`init_(nn.Linear(...))`) count. A container argument counts when its annotation says it
+    holds modules (`List[nn.Module]`, `*blocks: nn.Module`) or when a call in the same file
+    passes it a plain list of layers.
     Parameter-free layers (activations, dropout, pooling) and losses are not reported.
     """
 
@@ -131,6 +136,36 @@ class UnregisteredSubmodule(Rule):
                     self.student = student
                     self._teacher = [teacher]
         """),
+        # containers handed in as arguments and registered here
+        Valid("""
+            from typing import List, Sequence
+            from torch import nn
+            class Parallel(nn.Module):
+                def __init__(self, paths: List[nn.Module], dims: Sequence[int], *more: nn.Conv2d):
+                    super().__init__()
+                    self.paths = nn.ModuleList(paths)
+                    self.dims = dims
+                    self.more = more
+                    for i, block in enumerate(more):
+                        self.add_module(f"more{i}", block)
+            class Chain(nn.Module):
+                def __init__(self, stages):
+                    super().__init__()
+                    self.stages = stages
+            chain = Chain(nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 2)]))
+        """),
+        # a helper that returns something other than the layer it is given
+        Valid("""
+            import torch
+            from torch import nn
+            def describe(layer):
+                return {"out": layer.out_features}
+            class Head(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(8, 2)
+                    self.info = [describe(nn.Linear(8, 2))]
+        """),
     ]
     INVALID = [
         Invalid(
@@ -227,6 +262,62 @@ class UnregisteredSubmodule(Rule):
         """,
             line=5,
         ),
+        # a merging layer copies the modules it is given into a fresh plain list
+        Invalid(
+            """
+            from typing import List, Optional
+            import torch.nn as nn
+            class Merge(nn.Module):
+                def __init__(self, layers: Optional[List[nn.Module]] = None, dim: int = -1):
+                    super().__init__()
+                    self.dim = dim
+                    if layers is not None:
+                        self.parts = []
+                        for layer in layers:
+                            self.parts.append(layer)
+        """,
+            line=8,
+        ),
+        # `*modules` arrives as a tuple and is kept as one
+        Invalid(
+            """
+            from torch import nn
+            class MultiInput(nn.Module):
+                def __init__(self, *stages: nn.Module):
+                    super().__init__()
+                    self.stages = stages
+        """,
+            line=5,
+            message="plain tuple",
+        ),
+        # an RL critic wraps each head in an init helper that returns it
+        Invalid(
+            """
+            from torch import nn
+            from agents.util import init
+            class Critic(nn.Module):
+                def __init__(self, hidden, heads):
+                    super().__init__()
+                    def init_(m):
+                        return init(m, nn.init.orthogonal_, lambda b: nn.init.zeros_(b))
+                    self.q_heads = [init_(nn.Linear(hidden, 1)) for _ in range(heads)]
+        """,
+            line=8,
+        ),
+        # the model keeps the list its caller built: a chain of denoising networks
+        Invalid(
+            """
+            import torch.nn as nn
+            class Diffusion(nn.Module):
+                def __init__(self, denoisers, decoder, steps):
+                    super().__init__()
+                    self.denoisers = denoisers
+                    self.decoder = decoder
+            nets = [nn.Sequential(nn.Linear(16, 32), nn.ReLU()) for _ in range(4)]
+            model = Diffusion(nets, nn.Linear(16, 16), steps=4)
+        """,
+            line=5,
+        ),
     ]
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
@@ -237,7 +328,10 @@ class UnregisteredSubmodule(Rule):
         if init is None or not isinstance(init.body, cst.IndentedBlock):
             return  # nothing is built here
         built = _Containers(self)
+        built.arguments(node.name.value, init)
         for statement in walk_statements(init.body.body):
+            if isinstance(statement, cst.For):
+                built.loop(statement)
             if isinstance(statement, cst.SimpleStatementLine):
                 for small in statement.body:
                     built.statement(small)
@@ -248,11 +342,13 @@ class UnregisteredSubmodule(Rule):
             if f"self.{attr}" in registered or held.alias in registered:
                 continue  # wrapped in a container or registered with add_module later
             what = {
-                registration.layer_kind(self.index, built.resolve(item))
+                built.kind(item)
                 for item in held.items
                 if not (isinstance(item, cst.Name) and item.value in registered)
             }
             what.discard(None)
+            if held.passed:
+                what.add("layers")  # the caller's container of modules, kept as it came
             if what:
                 self.report(
                     held.node,
@@ -260,6 +356,14 @@ class UnregisteredSubmodule(Rule):
                     kind=held.kind,
                     what="parameters" if what == {"parameters"} else "layers",
                 )
+                continue
+            imported = _imported_class(self, [built.resolve(item) for item in held.items])
+            if imported is not None:  # the project phase knows whether it is an nn.Module
+                self.defer(held.node, imported, attr=attr, kind=held.kind)
+
+    @classmethod
+    def resolve_deferred(cls, item: Deferred, facts: ClassFacts, where: FileSummary) -> str | None:
+        return cls.MESSAGE.format(attr=item.data["attr"], kind=item.data["kind"], what="layers")
 
 
 @dataclass
@@ -268,6 +372,7 @@ class _Held:
     kind: str
     items: list[cst.BaseExpression] = field(default_factory=list)
     alias: str | None = None  # the local list assigned to `self.<attr>`
+    passed: bool = False  # a parameter that arrives holding several modules
 
 
 class _Containers:
@@ -278,6 +383,28 @@ class _Containers:
         self.on_self: dict[str, _Held] = {}
         self.local: dict[str, _Held] = {}
         self.layers: dict[str, cst.BaseExpression] = {}  # `block = Block(...)`
+        self.given: dict[str, str] = {}  # parameters holding several modules -> their kind
+        self.modules: set[str] = set()  # loop variables running over such a parameter
+
+    def arguments(self, class_name: str, init: cst.FunctionDef) -> None:
+        """Learn which parameters of __init__ arrive holding several modules."""
+        index = self.rule.index
+        self.given = registration.module_collection_params(index, init)
+        if _stores_a_parameter(init, self.given):
+            found = registration.params_given_layer_lists(index, class_name, init)
+            self.given = {**found, **self.given}
+
+    def loop(self, loop: cst.For) -> None:
+        """`for layer in layers:` over such a parameter: `layer` is a module."""
+        if isinstance(loop.iter, cst.Name) and loop.iter.value in self.given:
+            if isinstance(loop.target, cst.Name):
+                self.modules.add(loop.target.value)
+
+    def kind(self, item: cst.BaseExpression) -> str | None:
+        """What a held item is: "layers", "parameters" or None (not known)."""
+        if isinstance(item, cst.Name) and item.value in self.modules:
+            return "layers"
+        return registration.layer_kind(self.rule.index, self.resolve(item))
 
     def statement(self, small: cst.CSTNode) -> None:
         if isinstance(small, cst.Assign) and len(small.targets) == 1:
@@ -308,6 +435,9 @@ class _Containers:
             elif isinstance(value, cst.Name) and value.value in self.local:
                 local = self.local[value.value]
                 self.on_self[attr] = _Held(node, local.kind, local.items, value.value)
+            elif isinstance(value, cst.Name) and value.value in self.given:
+                kind = self.given[value.value]
+                self.on_self[attr] = _Held(node, kind, [], value.value, passed=True)
             else:
                 self.on_self.pop(attr, None)  # reassigned, e.g. to nn.ModuleList(self.x)
         elif isinstance(target, cst.Name):
@@ -344,3 +474,33 @@ class _Containers:
         if isinstance(target, cst.Name):
             return self.local.get(target.value)
         return None
+
+
+def _stores_a_parameter(init: cst.FunctionDef, known: dict[str, str]) -> bool:
+    """Whether __init__ keeps a bare parameter on self (`self.blocks = blocks`), the one
+    case where what callers pass needs looking up."""
+    params = {p.name.value for p in init.params.params} - set(known)
+    for statement in walk_statements(init.body.body):
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if (
+                isinstance(small, cst.Assign)
+                and isinstance(small.value, cst.Name)
+                and small.value.value in params
+                and any(self_attribute(t.target) is not None for t in small.targets)
+            ):
+                return True
+    return False
+
+
+def _imported_class(rule: Rule, items: list[cst.BaseExpression]) -> str | None:
+    """The first item built by a CapWords class imported from outside torch
+    (`from layer_norm_lstm import LayerNormLSTMCell`), as this file's imports spell it."""
+    for item in items:
+        name = rule.index.call_name(item)
+        if name is None or name.startswith(("torch.", "torchvision.", "numpy.")):
+            continue
+        if registration.CAPWORDS.match(name.rsplit(".", 1)[-1]):
+            return name
+    return None

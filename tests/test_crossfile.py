@@ -37,7 +37,9 @@ def test_noqa_silences_a_cross_file_finding(tmp_path: Path) -> None:
     tree = tmp_path / "crossfile"
     shutil.copytree(FIXTURE, tree)
     script = tree / "train_rnn.py"
-    script.write_text(script.read_text().replace("optimizer.step()", "optimizer.step()  # noqa: GL104"))
+    script.write_text(
+        script.read_text().replace("optimizer.step()", "optimizer.step()  # noqa: GL104")
+    )
     result = CliRunner().invoke(cli, ["--select", "GL104", "--no-cache", str(tree)])
     assert result.exit_code == 0, result.output
 
@@ -107,13 +109,18 @@ def test_following_is_bounded(tmp_path: Path) -> None:
 def test_cross_entropy_on_a_softmax_model_from_another_file(tmp_path: Path) -> None:
     tree = tmp_path / "crossfile"
     shutil.copytree(FIXTURE, tree)
-    result = CliRunner().invoke(cli, ["--select", "GL106", "--no-cache", "-q", "--format", "json", str(tree)])
+    result = CliRunner().invoke(
+        cli, ["--select", "GL106", "--no-cache", "-q", "--format", "json", str(tree)]
+    )
     assert result.exit_code == 1, result.output
     # the fixture's configuration extends the selection with GL104
     (finding,) = [f for f in json.loads(result.output) if f["code"] == "GL106"]
     assert finding["path"].endswith("train_classifier.py") and finding["line"] == 13
     assert finding["severity"] == "warning"
-    assert "`SoftmaxClassifier`" in finding["message"] and "models/classifier.py:6" in finding["message"]
+    assert (
+        "`SoftmaxClassifier`" in finding["message"]
+        and "models/classifier.py:6" in finding["message"]
+    )
 
 
 def test_a_piped_buffer_follows_its_imports(tmp_path: Path) -> None:
@@ -148,3 +155,45 @@ def test_followed_summaries_come_from_the_cache(
     result = CliRunner().invoke(cli, [*cache, "-q", str(script)])
     assert result.exit_code == 1 and "GL104" in result.output, result.output
     assert parsed == ["train_rnn.py"]
+
+
+def _package(tmp_path: Path, ends: str, loss: str) -> Path:
+    """A package whose models share a base class; a trainer takes any of them."""
+    tree = tmp_path / "proj"
+    (tree / "pkg" / "models").mkdir(parents=True)
+    (tree / "pkg" / "__init__.py").write_text("")
+    (tree / "pkg" / "models" / "__init__.py").write_text("")
+    (tree / "pkg" / "models" / "base.py").write_text(
+        "import torch\n\n\nclass Base(torch.nn.Module):\n    def forward(self, x):\n"
+        "        raise NotImplementedError\n"
+    )
+    (tree / "pkg" / "models" / "mlp.py").write_text(
+        "import torch.nn as nn\nimport torch.nn.functional as F\nfrom .base import Base\n\n\n"
+        "class Mlp(Base):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 3)\n\n    def forward(self, x):\n"
+        f"        out = {ends}(self.fc(x), dim=1)\n        return out\n"
+    )
+    (tree / "pkg" / "trainer.py").write_text(
+        "import torch.nn.functional as F\nfrom pkg.models.base import Base\n\n\n"
+        "def compute_loss(model: Base, x, y):\n    scores = model(x)\n"
+        f"    return F.{loss}(scores, y)\n"
+    )
+    return tree
+
+
+def test_a_subclass_ending_in_softmax_is_reported_where_its_forward_is(tmp_path: Path) -> None:
+    tree = _package(tmp_path, "F.softmax", "cross_entropy")
+    result = CliRunner().invoke(cli, ["--select", "GL106", "--no-cache", "-q", str(tree)])
+    lines = result.output.splitlines()
+    assert result.exit_code == 1, result.output
+    assert len(lines) == 1 and "/pkg/models/mlp.py:12:15: GL106 " in lines[0]
+    assert "`Base` models (" in lines[0] and "trainer.py:7" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("ends", "loss"), [("F.log_softmax", "cross_entropy"), ("F.softmax", "mse_loss")]
+)
+def test_subclasses_and_losses_that_fit_stay_quiet(tmp_path: Path, ends: str, loss: str) -> None:
+    tree = _package(tmp_path, ends, loss)
+    result = CliRunner().invoke(cli, ["--select", "GL106", "--no-cache", "-q", str(tree)])
+    assert result.exit_code == 0, result.output

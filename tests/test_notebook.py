@@ -255,18 +255,20 @@ def test_notebook_without_torch_is_skipped_but_a_broken_one_is_not(tmp_path: Pat
     assert "plain.ipynb" not in result.output
 
 
-def test_fix_leaves_notebooks_alone(tmp_path: Path) -> None:
-    """Fixes carry positions in the joined cells; the file on disk is JSON, so never edit it."""
+def test_fix_edits_the_cell_and_nothing_else(tmp_path: Path) -> None:
+    """Fixes carry positions in the joined cells; they are written back into the one cell."""
     path = tmp_path / "train.ipynb"
     shutil.copy(EXAMPLE, path)
-    before = path.read_bytes()
-    result = CliRunner().invoke(cli, ["--no-cache", "--fix", "--select", "GL104", str(path)])
-    assert result.exit_code == 1
-    assert "cell 7:11:13: GL104" in result.output
-    assert path.read_bytes() == before
+    before = json.loads(path.read_text(encoding="utf-8"))
     diff = CliRunner().invoke(cli, ["--no-cache", "--diff", "--select", "GL104", str(path)])
-    assert diff.output == "" and diff.exit_code == 0
-
+    assert diff.exit_code == 1 and f"+++ {path.as_posix()}:cell 7\n" in diff.output
+    result = CliRunner().invoke(cli, ["--no-cache", "--fix", "--select", "GL104", str(path)])
+    assert result.exit_code == 0, result.output
+    after = json.loads(path.read_text(encoding="utf-8"))
+    changed = [i for i, (a, b) in enumerate(zip(before["cells"], after["cells"])) if a != b]
+    assert changed == [6] and len(after["cells"]) == len(before["cells"])
+    assert any("clip_grad_norm_" in line for line in after["cells"][6]["source"])
+    assert after["metadata"] == before["metadata"]
 
 
 CROSSFILE = Path(__file__).resolve().parent / "fixtures" / "crossfile"

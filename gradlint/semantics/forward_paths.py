@@ -125,7 +125,7 @@ class _Flow:
             if stack is not None:
                 repeats, self.loop_layers[node.target.value] = stack[0], stack[1]
         else:
-            repeats = layers.range_count(node.iter) or 1
+            repeats = layers.range_count(node.iter, layers.module_values(self.index)) or 1
         body = node.body.body if isinstance(node.body, cst.IndentedBlock) else []
         for _ in range(min(repeats, MAX_UNROLL)):
             self.run(body)
@@ -207,7 +207,23 @@ class _Flow:
             return _longer(self.flow(func.value), args)
         if isinstance(func, cst.Name) and func.value in self.loop_layers:
             return self._through(args, self.loop_layers[func.value], node)
+        constants = layers.module_values(self.index)
+        if isinstance(func, cst.Name) and func.value in constants:
+            activation = self._constant_activation(constants[func.value])
+            if activation is not None:  # `ACTIVATION = torch.tanh` set up front, then applied
+                first = self.flow(node.args[0].value) if node.args else None
+                return self._apply(first, activation, node)
         return args
+
+    def _constant_activation(self, value: cst.BaseExpression) -> str | None:
+        """`tanh` for a file constant naming a saturating function or module instance."""
+        name = self.index.qualified(value)
+        if name in tables.SATURATING_FUNCTIONS:
+            return tables.SATURATING_FUNCTIONS[name]
+        layer = layers.classify(self.index, value) if isinstance(value, cst.Call) else None
+        if layer is not None and layer.kind == layers.SATURATING:
+            return layer.activation
+        return None
 
     def _attribute_layers(self, attr: str) -> list[layers.Layer]:
         value = self.owner.attrs.get(attr)

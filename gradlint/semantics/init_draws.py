@@ -318,6 +318,19 @@ def constant_tensor(index: TorchIndex, node: cst.BaseExpression) -> ConstantTens
                 scaled = None if inner.value is None else inner.value * scale
                 return ConstantTensor(scaled, inner.rank)
         return None
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Add, cst.Subtract)):
+        for tensor, offset in ((node.left, node.right), (node.right, node.left)):
+            inner = constant_tensor(index, tensor)
+            shift = number(index, offset)
+            if inner is None or shift is None:
+                continue
+            if inner.value is None:  # `torch.zeros_like(w) + 1`: still one value everywhere
+                return ConstantTensor(None, inner.rank)
+            if isinstance(node.operator, cst.Add):
+                return ConstantTensor(inner.value + shift, inner.rank)
+            moved = inner.value - shift if tensor is node.left else shift - inner.value
+            return ConstantTensor(moved, inner.rank)
+        return None
     if not isinstance(node, cst.Call) or has_star(node):
         return None
     name = index.call_name(node)

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field, replace
 
 import libcst as cst
 
-from gradlint.semantics import init, layers, tables
+from gradlint.semantics import factories, init, layers, tables
 from gradlint.semantics.index import ModuleClass, PerFile, TorchIndex, self_attribute
 from gradlint.semantics.init_draws import constant_tensor, keep_values
 from gradlint.semantics.layer_guards import is_layer_test, layer_guards
 from gradlint.semantics.names import child_blocks, dotted_name
+from gradlint.semantics.nodes import findall
 
 UNKNOWN = "?"
 
@@ -52,6 +53,16 @@ class InitSite:
     narrowed: bool = False  # an `if` that is not a type test picks some layers (`"head" in n`)
     hidden: bool | None = None  # the layer, an element of an nn.Sequential, feeds a later
     # weight layer of it (True) or ends it (False); None when not known that way
+    every_parameter: bool = False  # a loop over `model.parameters()` writes each of them,
+    # weights included (an `if` on the name or shape that keeps weights only still counts)
+
+
+def local_layer(site: InitSite) -> str | None:
+    """`linear` when the site writes `linear.weight` for a local variable `linear`."""
+    target = init.strip_data(site.call.target) if site.call is not None else None
+    if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name):
+        return target.value.value if target.value.value != "self" else None
+    return None
 
 
 def target_text(site: InitSite) -> str:
@@ -90,6 +101,10 @@ class _Ctx:
     guards: dict[str, frozenset[str]] = field(default_factory=dict)
     local: dict[str, cst.BaseExpression] = field(default_factory=dict)
     narrowed: bool = False
+    # loop variable -> model, for `for p in model.parameters()` (`p`) and
+    # `for p in model.named_parameters()` (`p[1]`, spelled `p[1]`)
+    parameters: dict[str, str] = field(default_factory=dict)
+    selects_weights: bool = False  # inside `if "weight" in name:` of such a loop
 
 
 class _Walker:
@@ -100,12 +115,24 @@ class _Walker:
         # callback name -> (variable it is applied to, what built that variable)
         self.applied: dict[str, list[tuple[str, cst.BaseExpression | None]]] = {}
         self.module_level: dict[str, cst.BaseExpression] = {}  # module-level assignments
+        # `init_fn(m.weight)` with `init_fn` a parameter: what callers pass decides the init
+        self.callbacks: list[tuple[str, str, cst.BaseExpression, _Ctx]] = []
 
     def lookup(self, ctx: _Ctx, name: str) -> cst.BaseExpression | None:
         return ctx.local.get(name, self.module_level.get(name))
 
     def run(self) -> InitFacts:
         self.walk(self.index.module.body, _Ctx(local=self.module_level))
+        for function, param, target, ctx in self.callbacks:
+            if not _trains(self.index, function):
+                continue  # a demo of activation statistics: the init is shown, not used
+            for passed in _lambdas_passed(self.index, function, param):
+                found = init.init_call(self.index, passed.body)
+                if found is None or not _is_name(found.target, passed.params.params[0].name):
+                    continue  # not `lambda w: nn.init.zeros_(w)`
+                parameter = parameter_of(target)
+                assert parameter is not None
+                self.add(replace(found, target=target), passed, parameter, ctx)
         for site, function in self.pending:
             targets = self.applied.get(function, [])
             if len(targets) == 1:
@@ -130,16 +157,24 @@ class _Walker:
                 )
                 self.walk(_block(statement), inner)
             elif isinstance(statement, cst.For):
-                self.walk(
-                    _block(statement), replace(ctx, loops={**ctx.loops, **_module_loop(statement)})
-                )
+                loops = {
+                    **ctx.loops,
+                    **_module_loop(statement),
+                    **self.sequence_loop(ctx, statement),
+                }
+                parameters = {**ctx.parameters, **_parameter_loop(statement)}
+                self.walk(_block(statement), replace(ctx, loops=loops, parameters=parameters))
             elif isinstance(statement, cst.If):
                 test = statement.test
                 guards = {**ctx.guards, **layer_guards(self.index, test, ctx.local)}
                 narrowed = ctx.narrowed or not is_layer_test(self.index, test, ctx.local)
-                self.walk(_block(statement), replace(ctx, guards=guards, narrowed=narrowed))
+                weights = ctx.selects_weights or (bool(ctx.parameters) and _names_weights(test))
+                inner = replace(ctx, guards=guards, narrowed=narrowed, selects_weights=weights)
+                self.walk(_block(statement), inner)
+                # in a parameter loop an `else` picks some parameters as much as the `if`
+                other = replace(ctx, narrowed=True) if ctx.parameters else ctx
                 for block in list(child_blocks(statement))[1:]:
-                    self.walk(block, ctx)
+                    self.walk(block, other)
             elif isinstance(statement, cst.BaseCompoundStatement):
                 for block in child_blocks(statement):
                     self.walk(block, ctx)
@@ -149,6 +184,8 @@ class _Walker:
             target = node.targets[0].target
             if isinstance(target, cst.Name):
                 ctx.local[target.value] = node.value
+            ctx.local.update(factories.unpacked(self.index, target, node.value))
+            self.every_parameter(ctx, target, node.value)
             parameter = parameter_of(target)
             if parameter is not None and is_negated_magnitude(node.value):
                 self.add(None, node.value, parameter, ctx)
@@ -180,9 +217,15 @@ class _Walker:
             name = self_attribute(callback) or dotted_name(callback)
             if receiver is not None and name is not None:
                 self.applied.setdefault(name, []).append((receiver, built))
+        if isinstance(func, cst.Name) and func.value in ctx.params and ctx.function is not None:
+            if len(node.args) == 1 and parameter_of(node.args[0].value) is not None:
+                self.callbacks.append((ctx.function, func.value, node.args[0].value, ctx))
+                return  # `init_fn(m.weight)`: the callers' lambdas say which init
         found = init.init_call(self.index, node)
         if found is None:
             return  # not an initialisation
+        if self.every_parameter(ctx, found.target, None, found):
+            return
         direct = self_attribute(init.strip_data(found.target))
         stripped = init.strip_data(found.target)
         if direct is None and isinstance(stripped, cst.Attribute):
@@ -232,6 +275,34 @@ class _Walker:
         else:
             self.facts.sites.append(site)
 
+    def every_parameter(
+        self,
+        ctx: _Ctx,
+        target: cst.BaseExpression,
+        value: cst.BaseExpression | None,
+        found: init.InitCall | None = None,
+    ) -> bool:
+        """Record a write to the variable of a `model.parameters()` loop: an init call on it
+        (`found`), or a constant tensor assigned to it (`p.data = torch.zeros_like(p)`)."""
+        if not ctx.parameters or _parameter_variable(target, ctx.parameters) is None:
+            return False
+        if ctx.narrowed and not ctx.selects_weights:
+            return True  # `if "bias" in name:` or `if p.dim() == 1:`: some parameters only
+        if found is not None and not found.is_constant:
+            return True  # a random draw for every parameter: biases included, but not wrong
+        if found is None:
+            if value is None or constant_tensor(self.index, value) is None:
+                return True  # not one value everywhere
+            calls = [cst.ensure_type(c, cst.Call) for c in findall(value, cst.Call)]
+            kept = keep_values(value)
+            made = kept if isinstance(kept, cst.Call) else calls[0]  # `torch.zeros_like(w) + 1`
+            found, node = init.InitCall(made, target, "=", True), value
+        else:
+            node = found.call
+        site = InitSite(found, node, "weight", None, None, None, frozenset(), None)
+        self.facts.sites.append(replace(site, every_parameter=True))
+        return True
+
     def layer_of(
         self, ctx: _Ctx, node: cst.BaseExpression | None
     ) -> tuple[ModuleClass | None, str | None, cst.BaseExpression, bool | None] | None:
@@ -271,6 +342,15 @@ class _Walker:
             return None  # custom blocks after it: what they hold is not followed
         return None, None, items[index], any(k in (layers.DENSE, layers.RNN) for k in kinds)
 
+    def sequence_loop(self, ctx: _Ctx, loop: cst.For) -> dict[str, str]:
+        """{`m`: `model`} for `for m in model:` over an nn.Sequential built in this scope."""
+        if not (isinstance(loop.iter, cst.Name) and isinstance(loop.target, cst.Name)):
+            return {}
+        built = self.built(ctx, loop.iter)
+        if isinstance(built, cst.Call) and self.index.call_name(built) == tables.SEQUENTIAL:
+            return {loop.target.value: loop.iter.value}
+        return {}
+
     def built(self, ctx: _Ctx, name: cst.Name) -> cst.BaseExpression | None:
         """What built the model a variable holds, `.to(device)`-style calls stripped."""
         value = self.lookup(ctx, name.value)
@@ -280,6 +360,10 @@ class _Walker:
             and value.func.attr.value in tables.MODEL_PASS_THROUGH_METHODS
         ):
             value = value.func.value
+        if isinstance(value, cst.Call):
+            returned = factories.returned_elements(self.index, value)  # `net = build_net()`
+            if returned is not None and len(returned) == 1:
+                value = returned[0]
         return value
 
     def model_class(self, ctx: _Ctx, name: cst.Name) -> ModuleClass | None:
@@ -354,3 +438,86 @@ def _module_loop(loop: cst.For) -> dict[str, str]:
     if isinstance(target, cst.Tuple) and target.elements:
         target = target.elements[-1].value
     return {target.value: owner} if isinstance(target, cst.Name) else {}
+
+
+def _parameter_loop(loop: cst.For) -> dict[str, str]:
+    """{`p`: `model`} for `for p in model.parameters()` and `for name, p in
+    model.named_parameters()`; {`p[1]`: `model`} for `for p in model.named_parameters()`."""
+    it = loop.iter
+    if not (isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute)):
+        return {}
+    method = it.func.attr.value
+    if method not in ("parameters", "named_parameters"):
+        return {}
+    owner = dotted_name(it.func.value) or UNKNOWN
+    target: cst.BaseExpression = loop.target
+    if isinstance(target, cst.Tuple) and len(target.elements) == 2 and method != "parameters":
+        target = target.elements[1].value
+    elif method == "named_parameters" and isinstance(target, cst.Name):
+        return {f"{target.value}[1]": owner}
+    return {target.value: owner} if isinstance(target, cst.Name) else {}
+
+
+def _parameter_variable(node: cst.BaseExpression, loops: dict[str, str]) -> str | None:
+    """The loop variable `node` writes (`p`, `p.data`, `p[1].data`), if it is one of `loops`."""
+    node = init.strip_data(node)
+    if isinstance(node, cst.Name):
+        return node.value if node.value in loops else None
+    if isinstance(node, cst.Subscript) and isinstance(node.value, cst.Name):
+        text = cst.Module([]).code_for_node(node).replace(" ", "")
+        return text if text in loops else None
+    return None
+
+
+def _names_weights(test: cst.BaseExpression) -> bool:
+    """`"weight" in name` (and no other name test, nor normalization weights): an `if` that
+    keeps the weight matrices."""
+    strings = [
+        cst.ensure_type(s, cst.SimpleString).evaluated_value
+        for s in findall(test, cst.SimpleString)
+    ]
+    return bool(strings) and all(
+        "weight" in str(s) and not any(n in str(s) for n in ("norm", "bn", "ln")) for s in strings
+    )
+
+
+def _is_name(node: cst.BaseExpression, name: cst.Name) -> bool:
+    return isinstance(node, cst.Name) and node.value == name.value
+
+
+def _lambdas_passed(index: TorchIndex, function: str, param: str) -> list[cst.Lambda]:
+    """One-parameter lambdas the file passes to `function` as its parameter `param`."""
+    defined = index.functions.get(function)
+    if defined is None:
+        return []
+    names = [p.name.value for p in defined.params.params]
+    found: list[cst.Lambda] = []
+    for call in findall(index.module, cst.Call):
+        call = cst.ensure_type(call, cst.Call)
+        if not (isinstance(call.func, cst.Name) and call.func.value == function):
+            continue
+        for position, arg in enumerate(call.args):
+            if arg.star:
+                break  # positions after `*args` are unknowable
+            name = arg.keyword.value if arg.keyword is not None else None
+            if name is None and position < len(names):
+                name = names[position]
+            value = arg.value
+            if name == param and isinstance(value, cst.Lambda) and len(value.params.params) == 1:
+                found.append(value)
+    return found
+
+
+def _trains(index: TorchIndex, function: str) -> bool:
+    """The function builds an optimizer or calls `backward()`: what it initialises is trained."""
+    defined = index.functions.get(function)
+    if defined is None:
+        return False
+    for call in findall(defined, cst.Call):
+        call = cst.ensure_type(call, cst.Call)
+        func = call.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "backward":
+            return True
+        if (index.call_name(call) or "").startswith("torch.optim."):
+            return True
+    return False

@@ -168,7 +168,7 @@ def _build_profile(index: TorchIndex, info: ModuleClass) -> Profile:
         elif kind == layers.NORM:
             profile.has_norm = True
         elif kind == layers.SEQUENTIAL:
-            stack = layers.sequence(index, value)
+            stack = layers.sequence(index, value) or _starred_list(index, info, value)
             if stack is None:
                 profile.has_unknown = True
             else:
@@ -340,3 +340,30 @@ class _Follow:
 
 def _block(statement: cst.BaseCompoundStatement) -> Sequence[cst.CSTNode]:
     return next(iter(child_blocks(statement)), [])
+
+
+def _starred_list(
+    index: TorchIndex, info: ModuleClass, value: cst.BaseExpression
+) -> list[layers.Layer] | None:
+    """`nn.Sequential(*linear_layers)` with the list grown in __init__ by a loop over the
+    configured sizes: one pass of it (enough to know which activation follows each layer)."""
+    init = info.methods.get("__init__")
+    if init is None or not isinstance(value, cst.Call) or len(value.args) != 1:
+        return None
+    arg = value.args[0]
+    if arg.star != "*" or not isinstance(arg.value, cst.Name):
+        return None
+    return layers.grown_list(index, init, arg.value.value)
+
+
+def follower_of_local(index: TorchIndex, info: ModuleClass, name: str) -> str | None:
+    """What follows the layer `name` (a local variable of __init__, `linear = nn.Linear(..)`)
+    in the nn.Sequential attribute it is placed in: relu / sigmoid / norm / output ...;
+    None when it sits in no such container, or in several."""
+    found: set[str] = set()
+    for value in info.attrs.values():
+        stack = layers.sequence(index, value) if isinstance(value, cst.Call) else None
+        for position, layer in enumerate(stack or []):
+            if isinstance(layer.node, cst.Name) and layer.node.value == name:
+                found.add(_next_in_stack(index, stack or [], position))
+    return found.pop() if len(found) == 1 else None

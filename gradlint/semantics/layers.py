@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
 
 from gradlint.semantics import tables
+from gradlint.semantics.factories import returned_elements
 from gradlint.semantics.index import PerFile, TorchIndex
 from gradlint.semantics.nodes import find
 
@@ -63,15 +64,21 @@ def int_literal(node: cst.CSTNode) -> int | None:
     return None
 
 
-def range_count(node: cst.CSTNode) -> int | None:
-    """How many times `range(<literals>)` iterates, or None when it is not literal."""
+def range_count(
+    node: cst.CSTNode, constants: Mapping[str, cst.BaseExpression] | None = None
+) -> int | None:
+    """How many times `range(<literals>)` iterates, or None when it is not literal; names in
+    `constants` (the file's top-level `N_LAYERS = 8`) count as their literal."""
     if not (
         isinstance(node, cst.Call)
         and isinstance(node.func, cst.Name)
         and node.func.value == "range"
     ):
         return None
-    bounds = [int_literal(arg.value) for arg in node.args]
+    values = [arg.value for arg in node.args]
+    if constants:
+        values = [constants.get(v.value, v) if isinstance(v, cst.Name) else v for v in values]
+    bounds = [int_literal(value) for value in values]
     if not bounds or None in bounds or len(bounds) > 2:
         return None
     start, stop = (0, bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
@@ -107,6 +114,11 @@ def _flatten(index: TorchIndex, items: Sequence[cst.CSTNode]) -> list[Layer] | N
         if isinstance(item, cst.Name):  # `nn.Sequential(encoder, decoder)` of module variables
             value = module_values(index).get(item.value)
             item = value if value is not None and id(value) not in _EXPANDING else item
+        elif isinstance(item, cst.Call):  # `conv_block(64, 128)` returning an nn.Sequential
+            returned = returned_elements(index, item)
+            if returned is not None and len(returned) == 1 and id(returned[0]) not in _EXPANDING:
+                if classify(index, returned[0]).kind == SEQUENTIAL:
+                    item = returned[0]
         layer = classify(index, item)
         if layer.kind == SEQUENTIAL:
             _EXPANDING.add(id(item))  # `net = nn.Sequential(net)` must not expand forever
@@ -218,6 +230,48 @@ def loop_built_stack(index: TorchIndex, loop: cst.For) -> LoopBuiltStack | None:
     if per_pass is None:
         return None
     return LoopBuiltStack(loop, target, per_pass, count)
+
+
+def grown_list(index: TorchIndex, function: cst.FunctionDef, name: str) -> list[Layer] | None:
+    """One pass of what `function` puts in its local list `name` (`layers = []`, then
+    `layers.append(...)` in loops whose length is not literal, `layers.append(head)`), in
+    source order; None when the list is not built that way. Loops count once, so a depth
+    read from it is a lower bound."""
+    items: list[cst.CSTNode] = []
+    started = False
+    for statement in _statements(function.body):
+        if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+            small = statement.body[0]
+            if (
+                isinstance(small, cst.Assign)
+                and len(small.targets) == 1
+                and isinstance(small.targets[0].target, cst.Name)
+                and small.targets[0].target.value == name
+            ):
+                start = literal_items(small.value)
+                if start is None or started:
+                    return None  # built some other way, or rebuilt
+                started, items = True, list(start)
+                continue
+        grown = _list_growth(statement)
+        if grown is not None and grown[0] == name:
+            items.extend(grown[1])
+    return _flatten(index, items) if started and items else None
+
+
+def _statements(block: cst.BaseSuite) -> list[cst.CSTNode]:
+    """Every statement under `block`, in source order, through loops and ifs."""
+    out: list[cst.CSTNode] = []
+    body = block.body if isinstance(block, cst.IndentedBlock) else []
+    for statement in body:
+        out.append(statement)
+        if isinstance(statement, (cst.For, cst.While, cst.If)):
+            out.extend(_statements(statement.body))
+            orelse = statement.orelse
+            while orelse is not None:  # `elif` chains nest one If per branch
+                out.extend(_statements(orelse.body))
+                orelse = orelse.orelse if isinstance(orelse, cst.If) else None
+    return out
 
 
 def _list_growth(statement: cst.CSTNode) -> tuple[str, list[cst.CSTNode]] | None:

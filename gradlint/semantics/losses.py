@@ -81,6 +81,9 @@ class LossFacts:
     uses: list[LossUse] = field(default_factory=list)
     # `torch.log(p)` / `p.log()` where p is a softmax output
     logs_of_softmax: list[tuple[cst.Call, Output]] = field(default_factory=list)
+    # (imported base class as the imports spell it, class name, what its forward returns)
+    # for `class RNN(BaseModel)`: a loss elsewhere may be applied to any BaseModel's output
+    subclass_outputs: list[tuple[str, str, Output]] = field(default_factory=list)
 
 
 def loss_facts(index: TorchIndex) -> LossFacts:
@@ -181,7 +184,23 @@ class _Walker:
             output = resolver.resolve(value)
             if output is not None and output.kind == SOFTMAX:
                 self.facts.logs_of_softmax.append((call, output))
+        self._subclass_outputs(resolver)
         return self.facts
+
+    def _subclass_outputs(self, resolver: Resolver) -> None:
+        """What forward() returns in classes built on a class imported from the project."""
+        for owner, methods in self.methods.items():
+            forward = methods.get("forward")
+            bases = [self.index.qualified(base.value) for base in owner.bases]
+            base = bases[0] if len(bases) == 1 else None
+            if forward is None or base is None or base.startswith(("torch", "lightning")):
+                continue  # no forward, or a torch base: a model of this file, seen directly
+            got = [resolver.resolve(value) for value in self.returns.get(forward, [])]
+            kinds = {g.kind for g in got if g is not None}
+            if got and len(kinds) == 1 and all(g is not None for g in got):
+                output = got[-1]
+                assert output is not None
+                self.facts.subclass_outputs.append((base, owner.name.value, output))
 
     def _criterion_of(
         self, pending: _Pending, wrappers: dict[cst.FunctionDef, dict[int, _Wrapped]]
@@ -420,7 +439,39 @@ class _Walker:
             return None  # different values in the two branches
         if isinstance(node, cst.Call):
             return self._call_value(node, scope, path, depth + 1)
+        if isinstance(node, cst.BinaryOperation) and self._is_hand_softmax(node):
+            return Output(SOFTMAX, node)  # `torch.exp(s) / torch.exp(s).sum(1, keepdim=True)`
         return None
+
+    def _is_hand_softmax(self, node: cst.BinaryOperation) -> bool:
+        """`exp(a) / sum(exp(b))` written out, the sum maybe reshaped (`.unsqueeze(1)`)."""
+        if not isinstance(node.operator, cst.Divide) or not self._is_exp(node.left):
+            return False
+        total = node.right
+        while (
+            isinstance(total, cst.Call)
+            and isinstance(total.func, cst.Attribute)
+            and total.func.attr.value in KEEPING_METHODS
+        ):
+            total = total.func.value
+        if not isinstance(total, cst.Call):
+            return False
+        if self.index.call_name(total) == "torch.sum" and total.args:
+            return self._is_exp(total.args[0].value)
+        func = total.func
+        return (
+            isinstance(func, cst.Attribute)
+            and func.attr.value == "sum"
+            and self._is_exp(func.value)
+        )
+
+    def _is_exp(self, node: cst.BaseExpression) -> bool:
+        if not isinstance(node, cst.Call):
+            return False
+        if self.index.call_name(node) in EXP_FUNCTIONS:
+            return True
+        func = node.func
+        return isinstance(func, cst.Attribute) and func.attr.value == "exp" and not node.args
 
     def _call_value(self, call: cst.Call, scope: _Scope, path: _Path, depth: int) -> Value:
         name = self.index.call_name(call)

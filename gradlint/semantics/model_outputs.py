@@ -187,6 +187,8 @@ class Resolver:
         pairs = [p for p in pairs if p[1] is value.function] or pairs
         if not pairs and "." in value.key and value.key not in seen:
             return self._member(value.key, seen | {value.key})
+        if not pairs and value.function is not None and value.key not in seen:
+            return self._annotated(value.function, value.key)  # `model: BaseModel`
         if not pairs or value.key in seen:
             return None  # a parameter or a model built elsewhere
         seen = seen | {value.key}
@@ -209,6 +211,25 @@ class Resolver:
             return Output(got.kind, got.node, got.model or key) if isinstance(got, Output) else got
         if member in info.methods:
             return self._class_output(name, member, seen)
+        return None
+
+    def _annotated(self, function: cst.FunctionDef, name: str) -> Output | None:
+        """A parameter annotated with a model class (`def compute_loss(self, model: BaseModel,
+        inputs)`): what a class of this file returns, or the imported class, which the
+        project phase knows."""
+        for param in (*function.params.params, *function.params.kwonly_params):
+            if param.name.value != name or param.annotation is None:
+                continue
+            annotation = param.annotation.annotation
+            local = dotted_name(annotation)
+            if local in self.index.module_classes:  # `model: Net` with Net defined here
+                found = self._class_output(local, "forward", frozenset({name}))
+                return found if isinstance(found, Output) else None
+            qualified = self.index.qualified(annotation)
+            last = (qualified or "").rsplit(".", 1)[-1]
+            if qualified is None or qualified.startswith(("torch", "lightning", "typing")):
+                return None  # a torch type says nothing about what the model returns
+            return Output(IMPORTED, annotation, qualified) if last[:1].isupper() else None
         return None
 
     def _imported(self, pairs: list[tuple[cst.BaseExpression, Function]]) -> Output | None:

@@ -54,6 +54,8 @@ LAYER_PACKAGES = (
 NOT_LAYERS = frozenset({"Parameter", "Buffer", "UninitializedParameter", "UninitializedBuffer"})
 PARAMETER_FREE = (tables.ACTIVATION_MODULES - {"torch.nn.PReLU"}) | tables.TRANSPARENT_LAYERS
 CAPWORDS = re.compile(r"_?[A-Z][A-Za-z0-9]*[a-z][A-Za-z0-9]*$")
+# helpers that set a layer's weights and return it: init_, layer_init, weight_init, ortho_init
+INIT_HELPER = re.compile(r"(^|_)init(_|$)|^init", re.IGNORECASE)
 
 
 def layer_kind(index: TorchIndex, node: cst.BaseExpression) -> str | None:
@@ -63,6 +65,9 @@ def layer_kind(index: TorchIndex, node: cst.BaseExpression) -> str | None:
         return layer_kind(index, node.body) or layer_kind(index, node.orelse)
     if not isinstance(node, cst.Call):
         return None
+    wrapped = returned_argument(index, node)
+    if wrapped is not None:
+        return layer_kind(index, wrapped)  # `init_(nn.Linear(...))` hands back the layer
     name = index.call_name(node)
     if name == tables.PARAMETER:
         return "parameters"
@@ -79,6 +84,42 @@ def layer_kind(index: TorchIndex, node: cst.BaseExpression) -> str | None:
     if name.startswith(LAYER_PACKAGES) or name.startswith("."):
         return "layers"  # torch layers, and classes imported from the project itself
     return None
+
+
+def returned_argument(
+    index: TorchIndex, call: cst.Call, depth: int = 0
+) -> cst.BaseExpression | None:
+    """The first argument of a call that initialises a layer and hands it back.
+
+    RL and GAN code wraps each layer in a helper (`init_(nn.Linear(64, 1))`,
+    `layer_init(nn.Conv2d(...), std=0.01)`) that sets its weights and returns it. A helper
+    defined in this file counts when it returns its first parameter, directly or through
+    another such helper; one imported from elsewhere counts when its name says it initialises.
+    """
+    if not call.args or call.args[0].keyword is not None or call.args[0].star or depth > 3:
+        return None
+    name = bare_name(call.func)
+    if name is None or (index.call_name(call) or "").startswith("torch."):
+        return None  # torch.nn.init.* take a tensor, never a layer
+    helper = index.functions.get(name) if isinstance(call.func, cst.Name) else None
+    if helper is not None:
+        return call.args[0].value if _returns_first_parameter(index, helper, depth) else None
+    return call.args[0].value if INIT_HELPER.search(name) else None
+
+
+def _returns_first_parameter(index: TorchIndex, helper: cst.FunctionDef, depth: int) -> bool:
+    params = helper.params.params
+    returns = [cst.ensure_type(r, cst.Return) for r in findall(helper.body, cst.Return)]
+    if not params or not returns:
+        return False
+    first = params[0].name.value
+    for ret in returns:
+        value = ret.value
+        if isinstance(value, cst.Call):  # `return init(m, ...)`: the helper's own helper
+            value = returned_argument(index, value, depth + 1)
+        if value is None or not is_name(value, first):
+            return False
+    return True
 
 
 def container_items(node: cst.BaseExpression) -> tuple[str, list[cst.BaseExpression]] | None:
@@ -138,3 +179,102 @@ def _self_attributes(node: cst.CSTNode) -> Iterator[cst.Attribute]:
         found = cst.ensure_type(found, cst.Attribute)
         if is_name(found.value, "self"):
             yield found
+
+
+COLLECTIONS = {
+    "List": "list",
+    "list": "list",
+    "Sequence": "list",
+    "MutableSequence": "list",
+    "Iterable": "list",
+    "Tuple": "tuple",
+    "tuple": "tuple",
+    "Dict": "dict",
+    "dict": "dict",
+    "Mapping": "dict",
+}
+
+
+def module_collection_params(index: TorchIndex, function: cst.FunctionDef) -> dict[str, str]:
+    """Parameters that hold several nn.Modules, by the container kind they arrive in:
+    `layers: List[nn.Module]` -> "list", `*blocks: nn.Module` -> "tuple"."""
+    found: dict[str, str] = {}
+    star = function.params.star_arg
+    if isinstance(star, cst.Param) and star.annotation is not None:
+        if _is_module_type(index, star.annotation.annotation):
+            found[star.name.value] = "tuple"
+    for param in (*function.params.params, *function.params.kwonly_params):
+        if param.annotation is not None:
+            kind = _module_collection(index, param.annotation.annotation)
+            if kind is not None:
+                found[param.name.value] = kind
+    return found
+
+
+def params_given_layer_lists(
+    index: TorchIndex, class_name: str, init: cst.FunctionDef
+) -> dict[str, str]:
+    """Parameters of `class_name.__init__` that a construction in this file fills with a
+    plain list of layers (`Model([nn.Linear(4, 4), nn.Linear(4, 2)])`, or a name bound to
+    one), by the kind of that container."""
+    params = [p.name.value for p in init.params.params][1:]  # without self
+    lists: dict[str, str] = {}  # `blocks = [nn.Sequential(...), ...]` anywhere in the file
+    for assign in findall(index.module, cst.Assign):
+        assign = cst.ensure_type(assign, cst.Assign)
+        kind = _layer_list(index, assign.value)
+        for target in assign.targets:
+            if kind is not None and isinstance(target.target, cst.Name):
+                lists[target.target.value] = kind
+    found: dict[str, str] = {}
+    for call in findall(index.module, cst.Call):
+        call = cst.ensure_type(call, cst.Call)
+        if dotted_name(call.func) != class_name:
+            continue
+        for position, arg in enumerate(call.args):
+            if arg.star:
+                break  # positions after `*args` are unknowable
+            name = arg.keyword.value if arg.keyword is not None else None
+            if name is None and position < len(params):
+                name = params[position]
+            value = arg.value
+            kind = lists.get(value.value) if isinstance(value, cst.Name) else None
+            kind = kind or _layer_list(index, value)
+            if name is not None and kind is not None:
+                found[name] = kind
+    return found
+
+
+def _layer_list(index: TorchIndex, node: cst.BaseExpression) -> str | None:
+    found = container_items(node)
+    if found is None or not any(layer_kind(index, item) == "layers" for item in found[1]):
+        return None
+    return found[0]
+
+
+def _module_collection(index: TorchIndex, annotation: cst.BaseExpression) -> str | None:
+    if not isinstance(annotation, cst.Subscript):
+        return None
+    head = bare_name(annotation.value)
+    inner = [s.slice.value for s in annotation.slice if isinstance(s.slice, cst.Index)]
+    if head in ("Optional", "Union"):
+        kinds = {_module_collection(index, item) for item in inner} - {None}
+        return kinds.pop() if len(kinds) == 1 else None
+    kind = COLLECTIONS.get(head or "")
+    if kind is None or not inner:
+        return None
+    held = inner[-1]  # List[M], Tuple[M, ...] -> M is not last: take any; Dict[str, M] -> M
+    if kind == "tuple":
+        return kind if any(_is_module_type(index, item) for item in inner) else None
+    return kind if _is_module_type(index, held) else None
+
+
+def _is_module_type(index: TorchIndex, node: cst.BaseExpression) -> bool:
+    name = index.qualified(node)
+    if name is None:
+        return dotted_name(node) in index.module_classes
+    last = name.rsplit(".", 1)[-1]
+    return (
+        name.startswith(LAYER_PACKAGES)
+        and bool(CAPWORDS.match(last))
+        and (name in tables.MODULE_BASES or (name not in PARAMETER_FREE and last not in NOT_LAYERS))
+    )

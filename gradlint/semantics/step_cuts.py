@@ -25,7 +25,7 @@ import libcst as cst
 from gradlint.semantics.cut_flow import EMPTY, Cut, Flow, Tracer, additive_terms, cut_of
 from gradlint.semantics.gradient_cuts import is_stop_gradient_name
 from gradlint.semantics.index import ModuleClass, TorchIndex
-from gradlint.semantics.names import dotted_name
+from gradlint.semantics.names import child_blocks, dotted_name
 from gradlint.semantics.nodes import findall
 from gradlint.semantics.registration import CAPWORDS, layer_kind
 from gradlint.semantics.syntax import bare_name, is_name, mentioned_names
@@ -115,6 +115,21 @@ class _StepTracer(Tracer):
         elif isinstance(node, cst.AugAssign) and isinstance(node.target, cst.Name):
             if isinstance(node.operator, (cst.AddAssign, cst.SubtractAssign)):
                 self._terms(node.target.value, node.value, before, keep=True)
+
+    def _branches(self, node: cst.If, no_grad: bool) -> None:
+        """As the base class, and a loss's dead terms from any branch are kept: `loss = ce +
+        aux.item()` under `if use_aux:` with `loss = ce` under `else:` still cuts `aux`."""
+        before_env, before_terms = dict(self.env), dict(self.dead_terms)
+        env, terms = dict(before_env), dict(before_terms)
+        for block in child_blocks(node):
+            self.env, self.dead_terms = dict(before_env), dict(before_terms)
+            self.run(block, no_grad)
+            for name, value in self.env.items():
+                env[name] = env.get(name, EMPTY) | value
+            for name, dead in self.dead_terms.items():
+                known = terms.get(name, [])
+                terms[name] = known + [flow for flow in dead if flow not in known]
+        self.env, self.dead_terms = env, terms
 
     def _track_rewraps(self, node: cst.CSTNode) -> None:
         """Names holding a tensor made a new leaf that requires grad, or computed from one."""

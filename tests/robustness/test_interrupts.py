@@ -140,3 +140,32 @@ def test_the_deep_stack_holds_what_the_default_one_cannot() -> None:
     with pytest.raises(RecursionError):
         depth(20_000)
     assert run_deep(lambda: depth(20_000)) == 20_000
+
+
+_INTERRUPT_WHILE_LOADING = """
+import sys
+
+class Interrupting:
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, Interrupting())
+from gradlint.launch import main
+main()
+"""
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_130() -> None:
+    """The entry point catches an interrupt that lands in an import, before the CLI's own
+    handler exists: no traceback, the interrupt's exit code."""
+    process = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_WHILE_LOADING, "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 130
+    assert process.stderr == "gradlint: interrupted\n"
+    assert process.stdout == ""
