@@ -67,6 +67,9 @@ class EvalLeftOn:
 def eval_left_on(facts: TrainingFacts) -> list[EvalLeftOn]:
     found: list[EvalLeftOn] = []
     seen: set[int] = set()
+    every = [e for events in facts.walk.events.values() for e in events]
+    if not any(e.kind == "eval" or (e.kind == "train" and _is_train_false(e.call)) for e in every):
+        return found  # nothing in the file switches a model to eval mode
     for function, events in facts.walk.events.items():
         if not any(e.kind == "eval" or (e.kind == "call" and e.loops) for e in events):
             continue
