@@ -303,6 +303,27 @@ class EvalModeLeftOn(Rule):
         """,
             line=20,
         ),
+        # only the new head is trained, and the head holds dropout
+        Invalid(
+            """
+            import torch
+            import torchvision
+            from torch import nn
+            net = torchvision.models.resnet50(weights="DEFAULT")
+            net.fc = nn.Sequential(nn.Linear(2048, 512), nn.Dropout(0.5), nn.Linear(512, 37))
+            net.train()
+            optim = torch.optim.SGD(net.fc.parameters(), lr=0.01, momentum=0.9)
+            for epoch in range(10):
+                for x, y in loader:
+                    optim.zero_grad()
+                    torch.nn.functional.cross_entropy(net(x), y).backward()
+                    optim.step()
+                net.eval()
+                print(sum(net(x).argmax(1).eq(y).sum().item() for x, y in test_loader))
+        """,
+            line=13,
+            message="its Dropout",
+        ),
         # the model comes from a factory function of the file
         Invalid(
             """

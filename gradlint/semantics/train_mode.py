@@ -81,8 +81,11 @@ def eval_left_on(facts: TrainingFacts) -> list[EvalLeftOn]:
                 seen.add(id(event.call))
                 names: list[str] = []
                 layer, imported = _mode_layer(facts, model, function, names)
-                if not _is_trained(facts, names, _stepped_here(facts, function, loop)):
+                trained = _trained_part(facts, names, _stepped_here(facts, function, loop))
+                if trained is None:
                     continue  # a frozen teacher or target network, kept in eval on purpose
+                if trained:  # only `model.fc` is trained: its own layers decide
+                    layer, imported = _mode_layer(facts, trained, function, [])
                 if layer or imported:
                     found.append(EvalLeftOn(event.call, model, layer, imported))
     return found
@@ -253,11 +256,13 @@ def _stepped_here(facts: TrainingFacts, function: Function, loop: Loop) -> list[
     return found
 
 
-def _is_trained(facts: TrainingFacts, names: list[str], stepped: list[cst.BaseExpression]) -> bool:
-    """One of the names the evaluated model goes by is what the loop's optimizer steps (or,
-    when the loop steps through helpers, any optimizer of this file): `Adam(model.parameters())`,
-    not `SGD(model.fc.parameters())`. With no optimizer built here, a name that does not say
-    it is a frozen copy."""
+def _trained_part(
+    facts: TrainingFacts, names: list[str], stepped: list[cst.BaseExpression]
+) -> str | None:
+    """What the loop's optimizer (or, when the loop steps through helpers, any optimizer of
+    this file) trains of the evaluated model: "" for the whole model (`Adam(model.parameters())`),
+    the part for `SGD(model.fc.parameters())`, None for another model. With no optimizer
+    built here, the whole model unless its name says it is a frozen copy."""
     owners: set[str] = set()
     candidates = stepped or [v for values in facts.walk.assignments.values() for v, _ in values]
     for value in candidates:
@@ -268,9 +273,13 @@ def _is_trained(facts: TrainingFacts, names: list[str], stepped: list[cst.BaseEx
             key = dotted_name(receiver(call))
             if key is not None:
                 owners.add(key)
-    if owners:
-        return any(name in owners for name in names)
-    return not any(word in name.lower() for name in names for word in _FROZEN_WORDS)
+    if not owners:
+        frozen = any(word in name.lower() for name in names for word in _FROZEN_WORDS)
+        return None if frozen else ""
+    if any(name in owners for name in names):
+        return ""
+    parts = sorted(o for o in owners for name in names if o.startswith(name + "."))
+    return parts[0] if len(parts) == 1 else None
 
 
 def _mode_layer(
