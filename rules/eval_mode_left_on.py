@@ -27,8 +27,11 @@ class EvalModeLeftOn(Rule):
     ## Known limitations
     A helper of another file (`from engine import train_one_epoch`) is unknown and may switch
     the mode itself, so nothing is reported through it. The model must be known to hold
-    dropout, batch norm or a transformer layer: a class of this file or of another linted
-    file, an `nn.Sequential`, or a torchvision model. Lightning and the Hugging Face `Trainer`
+    dropout, batch norm or a transformer layer (a class of this file or of another linted
+    file, an `nn.Sequential`, a local factory function returning one, a torchvision model),
+    and must be what the loop's optimizer steps: a frozen teacher kept in eval, or a backbone
+    whose new head alone is trained, is left alone. A training step is a `backward()` that an
+    optimizer step follows in the same function. Lightning and the Hugging Face `Trainer`
     switch modes themselves and never show this shape.
     """
 
@@ -299,6 +302,55 @@ class EvalModeLeftOn(Rule):
                             self.validate()
         """,
             line=20,
+        ),
+        # only the new head is trained, and the head holds dropout
+        Invalid(
+            """
+            import torch
+            import torchvision
+            from torch import nn
+            net = torchvision.models.resnet50(weights="DEFAULT")
+            net.fc = nn.Sequential(nn.Linear(2048, 512), nn.Dropout(0.5), nn.Linear(512, 37))
+            net.train()
+            optim = torch.optim.SGD(net.fc.parameters(), lr=0.01, momentum=0.9)
+            for epoch in range(10):
+                for x, y in loader:
+                    optim.zero_grad()
+                    torch.nn.functional.cross_entropy(net(x), y).backward()
+                    optim.step()
+                net.eval()
+                print(sum(net(x).argmax(1).eq(y).sum().item() for x, y in test_loader))
+        """,
+            line=13,
+            message="its Dropout",
+        ),
+        # the model comes from a factory function of the file
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            def conv_mixer(dim, depth, n_classes=10):
+                return nn.Sequential(
+                    nn.Conv2d(1, dim, 4, stride=4),
+                    nn.GELU(),
+                    nn.BatchNorm2d(dim),
+                    *[nn.Sequential(nn.Conv2d(dim, dim, 1), nn.ReLU()) for _ in range(depth)],
+                    nn.AdaptiveAvgPool2d(1),
+                    nn.Flatten(),
+                    nn.Linear(dim, n_classes),
+                )
+            model = conv_mixer(64, 4)
+            optimizer = torch.optim.Adam(model.parameters())
+            for epoch in range(30):
+                for x, y in train_loader:
+                    optimizer.zero_grad()
+                    nn.functional.cross_entropy(model(x), y).backward()
+                    optimizer.step()
+                model.eval()
+                print(sum(model(x).argmax(1).eq(y).sum().item() for x, y in val_loader))
+        """,
+            line=20,
+            message="its BatchNorm2d",
         ),
         # `model.train(False)` is `model.eval()`
         Invalid(

@@ -154,11 +154,13 @@ def _body(function: cst.FunctionDef) -> Sequence[cst.CSTNode]:
 
 
 def _in_scope(index: TorchIndex, scope: _Scope) -> Iterator[Accumulation]:
+    # `loss.backward()` is a statement of its own; looking only there keeps the walk cheap
     backwards = [
         (s, target)
         for s in scope.statements
-        for call in _calls(s.node)
-        if (target := _backward_target(call)) is not None
+        if isinstance(s.node, cst.Expr)
+        and isinstance(s.node.value, cst.Call)
+        and (target := _backward_target(s.node.value)) is not None
     ]
     if not backwards:
         return  # nothing backpropagated here: no loss is known to carry a graph

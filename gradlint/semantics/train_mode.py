@@ -67,6 +67,9 @@ class EvalLeftOn:
 def eval_left_on(facts: TrainingFacts) -> list[EvalLeftOn]:
     found: list[EvalLeftOn] = []
     seen: set[int] = set()
+    every = [e for events in facts.walk.events.values() for e in events]
+    if not any(e.kind == "eval" or (e.kind == "train" and _is_train_false(e.call)) for e in every):
+        return found  # nothing in the file switches a model to eval mode
     for function, events in facts.walk.events.items():
         if not any(e.kind == "eval" or (e.kind == "call" and e.loops) for e in events):
             continue
@@ -78,8 +81,11 @@ def eval_left_on(facts: TrainingFacts) -> list[EvalLeftOn]:
                 seen.add(id(event.call))
                 names: list[str] = []
                 layer, imported = _mode_layer(facts, model, function, names)
-                if not _is_trained(facts, names, _stepped_here(facts, function, loop)):
+                trained = _trained_part(facts, names, _stepped_here(facts, function, loop))
+                if trained is None:
                     continue  # a frozen teacher or target network, kept in eval on purpose
+                if trained:  # only `model.fc` is trained: its own layers decide
+                    layer, imported = _mode_layer(facts, trained, function, [])
                 if layer or imported:
                     found.append(EvalLeftOn(event.call, model, layer, imported))
     return found
@@ -250,11 +256,13 @@ def _stepped_here(facts: TrainingFacts, function: Function, loop: Loop) -> list[
     return found
 
 
-def _is_trained(facts: TrainingFacts, names: list[str], stepped: list[cst.BaseExpression]) -> bool:
-    """One of the names the evaluated model goes by is what the loop's optimizer steps (or,
-    when the loop steps through helpers, any optimizer of this file): `Adam(model.parameters())`,
-    not `SGD(model.fc.parameters())`. With no optimizer built here, a name that does not say
-    it is a frozen copy."""
+def _trained_part(
+    facts: TrainingFacts, names: list[str], stepped: list[cst.BaseExpression]
+) -> str | None:
+    """What the loop's optimizer (or, when the loop steps through helpers, any optimizer of
+    this file) trains of the evaluated model: "" for the whole model (`Adam(model.parameters())`),
+    the part for `SGD(model.fc.parameters())`, None for another model. With no optimizer
+    built here, the whole model unless its name says it is a frozen copy."""
     owners: set[str] = set()
     candidates = stepped or [v for values in facts.walk.assignments.values() for v, _ in values]
     for value in candidates:
@@ -265,9 +273,13 @@ def _is_trained(facts: TrainingFacts, names: list[str], stepped: list[cst.BaseEx
             key = dotted_name(receiver(call))
             if key is not None:
                 owners.add(key)
-    if owners:
-        return any(name in owners for name in names)
-    return not any(word in name.lower() for name in names for word in _FROZEN_WORDS)
+    if not owners:
+        frozen = any(word in name.lower() for name in names for word in _FROZEN_WORDS)
+        return None if frozen else ""
+    if any(name in owners for name in names):
+        return ""
+    parts = sorted(o for o in owners for name in names if o.startswith(name + "."))
+    return parts[0] if len(parts) == 1 else None
 
 
 def _mode_layer(
@@ -336,10 +348,29 @@ def _value_layer(index: TorchIndex, value: cst.BaseExpression) -> tuple[str | No
     local = local_class(index, value)
     if local is not None:
         return mode_layer_in_class(index, local) or None, None
+    built = _factory_return(index, value)
+    if built is not None:
+        return _value_layer(index, built)  # `def build(dim): return nn.Sequential(...)`
     if name is not None and not name.startswith(("torch", "lightning", "transformers", "timm")):
         if _short(name)[:1].isupper():
             return None, name  # a class of another file of the project
     return None, None
+
+
+def _factory_return(index: TorchIndex, value: cst.BaseExpression) -> cst.BaseExpression | None:
+    """What a local function called as `value` returns, when it has one `return` of a call
+    (a model factory); None otherwise."""
+    if not isinstance(value, cst.Call) or not isinstance(value.func, cst.Name):
+        return None
+    if index.qualified(value.func) is not None:
+        return None  # imported, not a function of this file
+    function = index.functions.get(value.func.value)
+    if function is None:
+        return None
+    returns = [cst.ensure_type(r, cst.Return).value for r in findall(function, cst.Return)]
+    if len(returns) != 1 or not isinstance(returns[0], cst.Call):
+        return None
+    return unwrap(returns[0]) if returns[0] is not value else None
 
 
 _CACHE: PerFile[dict[str, str | None]] = PerFile("train_mode._CACHE")
