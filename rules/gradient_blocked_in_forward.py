@@ -65,6 +65,24 @@ class GradientBlockedInForward(Rule):
     )
 
     VALID = [
+        # a fixed sinusoidal embedding table: nothing trainable sits behind the detach
+        Valid("""
+            import math
+            import torch
+            from torch import nn
+            class FixedTimeEmbedding(nn.Module):
+                def __init__(self, steps, dim):
+                    super().__init__()
+                    table = torch.zeros(steps, dim)
+                    pos = torch.arange(steps).float().unsqueeze(1)
+                    freq = torch.exp(torch.arange(0, dim, 2).float() * -(math.log(1e4) / dim))
+                    table[:, 0::2] = torch.sin(pos * freq)
+                    table[:, 1::2] = torch.cos(pos * freq)
+                    self.table = nn.Embedding(steps, dim)
+                    self.table.weight = nn.Parameter(table, requires_grad=False)
+                def forward(self, t):
+                    return self.table(t).detach()
+        """),
         Valid("""
             import torch
             from torch import nn

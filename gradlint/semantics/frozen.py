@@ -57,7 +57,45 @@ def frozen_attributes(info: ModuleClass) -> set[str] | None:
                     return None
                 if owner is not None:
                     frozen.add(owner)
-    return frozen | _pretrained_attributes(info)
+    return frozen | _pretrained_attributes(info) | _fixed_embeddings(info)
+
+
+def _fixed_embeddings(info: ModuleClass) -> set[str]:
+    """Embeddings whose one weight is fixed: `self.emb.weight = nn.Parameter(w,
+    requires_grad=False)`, `self.emb.weight.requires_grad = False`, or
+    `nn.Embedding.from_pretrained(w)` (frozen unless `freeze=False`): a sinusoidal table."""
+    embeddings: set[str] = set()
+    fixed: set[str] = set()
+    for node in findall(info.node, cst.Assign):
+        assign = cst.ensure_type(node, cst.Assign)
+        if len(assign.targets) != 1:
+            continue
+        target = dotted_name(assign.targets[0].target) or ""
+        parts = target.split(".")
+        value = assign.value
+        callee = dotted_name(value.func) if isinstance(value, cst.Call) else None
+        if len(parts) == 2 and parts[0] == "self" and callee is not None:
+            if callee.endswith("Embedding"):
+                embeddings.add(parts[1])
+            elif callee.endswith("Embedding.from_pretrained") and not _keyword_false(
+                value, "freeze"
+            ):
+                embeddings.add(parts[1])
+                fixed.add(parts[1])
+        elif parts[:1] == ["self"] and parts[2:3] == ["weight"] and len(parts) in (3, 4):
+            if len(parts) == 4 and parts[3] == "requires_grad" and is_name(value, "False"):
+                fixed.add(parts[1])
+            elif len(parts) == 3 and callee is not None and callee.endswith("Parameter"):
+                if _keyword_false(value, "requires_grad"):
+                    fixed.add(parts[1])
+    return fixed & embeddings
+
+
+def _keyword_false(call: cst.BaseExpression, keyword: str) -> bool:
+    return isinstance(call, cst.Call) and any(
+        arg.keyword is not None and arg.keyword.value == keyword and is_name(arg.value, "False")
+        for arg in call.args
+    )
 
 
 def _averaged_owner(loop: cst.For) -> str | None:
