@@ -181,6 +181,32 @@ class MissingNormalization(Rule):
         """)
     )
 
+    # a feature pyramid returning every level, and one block applied to two inputs
+    VALID.append(
+        Valid("""
+            from torch import nn
+            def level(c_in, c_out):
+                return nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2), nn.LeakyReLU(0.1),
+                                     nn.Conv2d(c_out, c_out, 3), nn.LeakyReLU(0.1))
+            class Pyramid(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.one, self.two, self.three = level(3, 16), level(16, 32), level(32, 64)
+                def forward(self, x):
+                    f1 = self.one(x)
+                    f2 = self.two(f1)
+                    f3 = self.three(f2)
+                    return [f1, f2, f3]
+            class Siamese(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.enc = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(),
+                                             nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+                def forward(self, a, b):
+                    return self.enc(a), self.enc(b)
+        """)
+    )
+
     INVALID = [
         Invalid(
             """
@@ -375,6 +401,9 @@ class _ForwardLayers(cst.CSTVisitor):
         self.blocked = False  # a residual add or normalization function
         self.inner_run = 0  # the longest plain run inside one nn.Sequential attribute
         self.first_composed: cst.Call | None = None  # where forward() enters the first one
+        self.composed: list[str] = []  # the nn.Sequential attributes called, in order
+        self.outputs: dict[str, str] = {}  # `feat = self.block(x)`: feat -> block
+        self.returned: list[str] = []  # the attributes whose outputs a `return` lists
 
     def visit_For(self, node: cst.For) -> None:
         attr = self_attribute(node.iter)
@@ -407,6 +436,7 @@ class _ForwardLayers(cst.CSTVisitor):
                 self.stack.extend(inner)
                 self.inner_run = max(self.inner_run, len(_plain_runs(inner)[0]))
                 self.first_composed = self.first_composed or original_node
+                self.composed.append(attr)
         elif isinstance(func, cst.Name) and func.value in self.loop_layers:
             count, item = self.loop_layers[func.value]
             self.stack.extend(item * min(count, layers.MAX_REPEAT))
@@ -416,6 +446,18 @@ class _ForwardLayers(cst.CSTVisitor):
             and func.attr.value in tables.ACTIVATION_METHODS
         ):
             self.stack.append(layers.Layer(layers.ACTIVATION, original_node))
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        attr = self_attribute(node.value.func) if isinstance(node.value, cst.Call) else None
+        for target in node.targets:
+            if attr is not None and isinstance(target.target, cst.Name):
+                self.outputs[target.target.value] = attr
+
+    def visit_Return(self, node: cst.Return) -> None:
+        if isinstance(node.value, (cst.Tuple, cst.List)):
+            for element in node.value.elements:
+                if isinstance(element.value, cst.Name) and element.value.value in self.outputs:
+                    self.returned.append(self.outputs[element.value.value])
 
     def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
         if isinstance(node.operator, (cst.Add, cst.MatrixMultiply)):
@@ -443,6 +485,10 @@ def _forward_stack(
         return None
     if not visitor.inner_run:
         return visitor.stack, None
+    pyramid = len(set(visitor.returned) & set(visitor.composed)) > 1
+    if pyramid or len(set(visitor.composed)) < len(visitor.composed):
+        return None  # a feature pyramid returning every level, or one block applied twice:
+        # parallel paths, not one chain
     # containers composed in forward(): only a trunk of one layer family (VGG's conv blocks)
     # counts across them; a conv trunk and its Linear head are judged apart, as AlexNet's are
     trunk = _one_family(index, visitor.stack)
