@@ -181,7 +181,8 @@ class MissingNormalization(Rule):
         """)
     )
 
-    # a feature pyramid returning every level, and one block applied to two inputs
+    # a feature pyramid returning every level, task heads side by side, one block applied
+    # to two inputs
     VALID.append(
         Valid("""
             from torch import nn
@@ -197,6 +198,15 @@ class MissingNormalization(Rule):
                     f2 = self.two(f1)
                     f3 = self.three(f2)
                     return [f1, f2, f3]
+            class MultiTask(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.trunk = nn.Sequential(level(3, 16), level(16, 32))
+                    self.seg = nn.Sequential(nn.Conv2d(32, 32, 3), nn.ReLU(), nn.Conv2d(32, 13, 1))
+                    self.depth = nn.Sequential(nn.Conv2d(32, 32, 3), nn.ReLU(), nn.Conv2d(32, 1, 1))
+                def forward(self, x):
+                    h = self.trunk(x)
+                    return self.seg(h), self.depth(h)
             class Siamese(nn.Module):
                 def __init__(self):
                     super().__init__()
@@ -403,6 +413,7 @@ class _ForwardLayers(cst.CSTVisitor):
         self.first_composed: cst.Call | None = None  # where forward() enters the first one
         self.composed: list[str] = []  # the nn.Sequential attributes called, in order
         self.outputs: dict[str, str] = {}  # `feat = self.block(x)`: feat -> block
+        self.parallel = False  # a composed block that does not take the previous one's output
         self.returned: list[str] = []  # the attributes whose outputs a `return` lists
 
     def visit_For(self, node: cst.For) -> None:
@@ -417,6 +428,8 @@ class _ForwardLayers(cst.CSTVisitor):
         func = original_node.func
         if name in tables.NORM_FUNCTIONS or name in ATTENTION_FUNCTIONS:
             self.blocked = True
+        elif name in ("torch.cat", "torch.concat") and _joins_a_layer_output(original_node):
+            self.blocked = True  # `torch.cat([self.block(x), x], 1)`: a dense skip path
         elif (
             name is None
             and isinstance(func, cst.Attribute)
@@ -436,6 +449,8 @@ class _ForwardLayers(cst.CSTVisitor):
                 self.stack.extend(inner)
                 self.inner_run = max(self.inner_run, len(_plain_runs(inner)[0]))
                 self.first_composed = self.first_composed or original_node
+                if self.composed and not self._chained(original_node, self.composed[-1]):
+                    self.parallel = True  # not fed by the previous block: a branch or a head
                 self.composed.append(attr)
         elif isinstance(func, cst.Name) and func.value in self.loop_layers:
             count, item = self.loop_layers[func.value]
@@ -447,11 +462,38 @@ class _ForwardLayers(cst.CSTVisitor):
         ):
             self.stack.append(layers.Layer(layers.ACTIVATION, original_node))
 
-    def visit_Assign(self, node: cst.Assign) -> None:
-        attr = self_attribute(node.value.func) if isinstance(node.value, cst.Call) else None
-        for target in node.targets:
-            if attr is not None and isinstance(target.target, cst.Name):
-                self.outputs[target.target.value] = attr
+    def leave_Assign(self, original_node: cst.Assign) -> None:
+        source = self._source(original_node.value)
+        for target in original_node.targets:
+            if isinstance(target.target, cst.Name):
+                if source is not None:
+                    self.outputs[target.target.value] = source
+                else:
+                    self.outputs.pop(target.target.value, None)
+
+    def _chained(self, call: cst.Call, previous: str) -> bool:
+        """The block called takes what `previous` returned: `x = self.b1(x); x = self.b2(x)`,
+        `self.b2(self.b1(x))`, `self.head(x.flatten(1))`."""
+        return bool(call.args) and self._source(call.args[0].value) == previous
+
+    def _source(self, node: cst.BaseExpression) -> str | None:
+        """The attribute whose output `node` carries, through reshapes and activations
+        (`x.view(n, -1)`, `F.relu(self.b1(x))`); None when unknown."""
+        for _ in range(8):
+            if isinstance(node, cst.Name):
+                return self.outputs.get(node.value)
+            if not isinstance(node, cst.Call):
+                return None
+            attr = self_attribute(node.func)
+            if attr is not None:
+                return attr
+            if isinstance(node.func, cst.Attribute):
+                node = node.func.value  # a tensor method
+            elif node.args:
+                node = node.args[0].value  # `F.relu(h)`, `torch.flatten(h, 1)`
+            else:
+                return None
+        return None
 
     def visit_Return(self, node: cst.Return) -> None:
         if isinstance(node.value, (cst.Tuple, cst.List)):
@@ -486,7 +528,7 @@ def _forward_stack(
     if not visitor.inner_run:
         return visitor.stack, None
     pyramid = len(set(visitor.returned) & set(visitor.composed)) > 1
-    if pyramid or len(set(visitor.composed)) < len(visitor.composed):
+    if pyramid or visitor.parallel or len(set(visitor.composed)) < len(visitor.composed):
         return None  # a feature pyramid returning every level, or one block applied twice:
         # parallel paths, not one chain
     # containers composed in forward(): only a trunk of one layer family (VGG's conv blocks)
@@ -513,3 +555,14 @@ def _one_family(index: TorchIndex, stack: list[layers.Layer]) -> list[layers.Lay
         current.append(layer)
         best = max(best, current, key=lambda part: sum(x.kind == layers.DENSE for x in part))
     return best
+
+
+def _joins_a_layer_output(call: cst.Call) -> bool:
+    """`torch.cat([self.block(x), x])`: a layer's output joined with another tensor."""
+    items = call.args[0].value if call.args else None
+    if not isinstance(items, (cst.List, cst.Tuple)) or len(items.elements) < 2:
+        return False
+    return any(
+        isinstance(e.value, cst.Call) and self_attribute(e.value.func) is not None
+        for e in items.elements
+    )
