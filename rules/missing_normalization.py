@@ -17,7 +17,9 @@ class MissingNormalization(Rule):
     `nn.Sequential(...)` (blocks returned by a helper function, `vgg_block(64, 128)`, are
     opened), in loop-built layer lists, and in a module's `forward()`, where a trunk of
     convolutions (or of Linear layers) chained through several `nn.Sequential` attributes
-    counts as one stack; a conv trunk and the Linear head after it are judged apart.
+    counts as one stack; a conv trunk and the Linear head after it are judged apart. In
+    `forward()` each layer must take the previous one's output: side-by-side branches, task
+    heads, early exits and dense `torch.cat([self.block(x), x])` skips are not one stack.
 
     ## Why is this bad?
     Each layer rescales its input by its weights. Across many layers the scale of the
@@ -185,6 +187,8 @@ class MissingNormalization(Rule):
     # to two inputs
     VALID.append(
         Valid("""
+            import torch
+            import torch.nn.functional as F
             from torch import nn
             def level(c_in, c_out):
                 return nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2), nn.LeakyReLU(0.1),
@@ -207,6 +211,19 @@ class MissingNormalization(Rule):
                 def forward(self, x):
                     h = self.trunk(x)
                     return self.seg(h), self.depth(h)
+            class Branches(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.a, self.b, self.c = nn.Linear(1, 8), nn.Linear(1, 8), nn.Linear(1, 8)
+                    self.d, self.e = nn.Conv1d(1, 8, 3), nn.Conv1d(1, 8, 3)
+                    self.fc = nn.Linear(64, 8)
+                    self.out = nn.Linear(8, 3)
+                def forward(self, s):
+                    parts = [
+                        F.relu(self.a(s[:, 0])), F.relu(self.b(s[:, 1])), F.relu(self.c(s[:, 2])),
+                        F.relu(self.d(s[:, 3:4])).flatten(1), F.relu(self.e(s[:, 4:5])).flatten(1),
+                    ]
+                    return self.out(F.relu(self.fc(torch.cat(parts, 1))))
             class Siamese(nn.Module):
                 def __init__(self):
                     super().__init__()
@@ -413,7 +430,8 @@ class _ForwardLayers(cst.CSTVisitor):
         self.first_composed: cst.Call | None = None  # where forward() enters the first one
         self.composed: list[str] = []  # the nn.Sequential attributes called, in order
         self.outputs: dict[str, str] = {}  # `feat = self.block(x)`: feat -> block
-        self.parallel = False  # a composed block that does not take the previous one's output
+        self.called: list[str] = []  # the layer attributes called, in order
+        self.parallel = False  # a layer that does not take the previous one's output
         self.returned: list[str] = []  # the attributes whose outputs a `return` lists
 
     def visit_For(self, node: cst.For) -> None:
@@ -443,14 +461,15 @@ class _ForwardLayers(cst.CSTVisitor):
         if attr is not None and attr in self.info.attrs:
             built = self.info.attrs[attr]
             inner = layers.sequence(self.index, built)
+            if self.called and not self._chained(original_node, self.called[-1]):
+                self.parallel = True  # not fed by the layer before it: a branch or a head
+            self.called.append(attr)
             if inner is None:
                 self.stack.append(layers.classify(self.index, built))
             else:  # VGG's blocks composed in forward(): the stack runs through them all
                 self.stack.extend(inner)
                 self.inner_run = max(self.inner_run, len(_plain_runs(inner)[0]))
                 self.first_composed = self.first_composed or original_node
-                if self.composed and not self._chained(original_node, self.composed[-1]):
-                    self.parallel = True  # not fed by the previous block: a branch or a head
                 self.composed.append(attr)
         elif isinstance(func, cst.Name) and func.value in self.loop_layers:
             count, item = self.loop_layers[func.value]
@@ -487,8 +506,8 @@ class _ForwardLayers(cst.CSTVisitor):
             attr = self_attribute(node.func)
             if attr is not None:
                 return attr
-            if isinstance(node.func, cst.Attribute):
-                node = node.func.value  # a tensor method
+            if self.index.call_name(node) is None and isinstance(node.func, cst.Attribute):
+                node = node.func.value  # a tensor method: `h.view(n, -1)`
             elif node.args:
                 node = node.args[0].value  # `F.relu(h)`, `torch.flatten(h, 1)`
             else:
@@ -518,8 +537,8 @@ def _forward_stack(
     assert info.forward is not None
     visitor = _ForwardLayers(index, info)
     walk_visitor(info.forward, visitor)
-    if visitor.blocked:
-        return None
+    if visitor.blocked or visitor.parallel:
+        return None  # a skip path, or branches side by side rather than one chain
     has_norm_attr = any(
         layers.classify(index, value).kind == layers.NORM for value in info.attrs.values()
     )
@@ -528,7 +547,7 @@ def _forward_stack(
     if not visitor.inner_run:
         return visitor.stack, None
     pyramid = len(set(visitor.returned) & set(visitor.composed)) > 1
-    if pyramid or visitor.parallel or len(set(visitor.composed)) < len(visitor.composed):
+    if pyramid or len(set(visitor.composed)) < len(visitor.composed):
         return None  # a feature pyramid returning every level, or one block applied twice:
         # parallel paths, not one chain
     # containers composed in forward(): only a trunk of one layer family (VGG's conv blocks)
