@@ -17,7 +17,9 @@ class MissingNormalization(Rule):
     `nn.Sequential(...)` (blocks returned by a helper function, `vgg_block(64, 128)`, are
     opened), in loop-built layer lists, and in a module's `forward()`, where a trunk of
     convolutions (or of Linear layers) chained through several `nn.Sequential` attributes
-    counts as one stack; a conv trunk and the Linear head after it are judged apart.
+    counts as one stack; a conv trunk and the Linear head after it are judged apart. In
+    `forward()` each layer must take the previous one's output: side-by-side branches, task
+    heads, early exits and dense `torch.cat([self.block(x), x])` skips are not one stack.
 
     ## Why is this bad?
     Each layer rescales its input by its weights. Across many layers the scale of the
@@ -178,6 +180,57 @@ class MissingNormalization(Rule):
             trunk = nn.Sequential(
                 double_conv(3, 32), double_conv(32, 64), double_conv(64, 128), double_conv(128, 8)
             )
+        """)
+    )
+
+    # a feature pyramid returning every level, task heads side by side, one block applied
+    # to two inputs
+    VALID.append(
+        Valid("""
+            import torch
+            import torch.nn.functional as F
+            from torch import nn
+            def level(c_in, c_out):
+                return nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2), nn.LeakyReLU(0.1),
+                                     nn.Conv2d(c_out, c_out, 3), nn.LeakyReLU(0.1))
+            class Pyramid(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.one, self.two, self.three = level(3, 16), level(16, 32), level(32, 64)
+                def forward(self, x):
+                    f1 = self.one(x)
+                    f2 = self.two(f1)
+                    f3 = self.three(f2)
+                    return [f1, f2, f3]
+            class MultiTask(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.trunk = nn.Sequential(level(3, 16), level(16, 32))
+                    self.seg = nn.Sequential(nn.Conv2d(32, 32, 3), nn.ReLU(), nn.Conv2d(32, 13, 1))
+                    self.depth = nn.Sequential(nn.Conv2d(32, 32, 3), nn.ReLU(), nn.Conv2d(32, 1, 1))
+                def forward(self, x):
+                    h = self.trunk(x)
+                    return self.seg(h), self.depth(h)
+            class Branches(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.a, self.b, self.c = nn.Linear(1, 8), nn.Linear(1, 8), nn.Linear(1, 8)
+                    self.d, self.e = nn.Conv1d(1, 8, 3), nn.Conv1d(1, 8, 3)
+                    self.fc = nn.Linear(64, 8)
+                    self.out = nn.Linear(8, 3)
+                def forward(self, s):
+                    parts = [
+                        F.relu(self.a(s[:, 0])), F.relu(self.b(s[:, 1])), F.relu(self.c(s[:, 2])),
+                        F.relu(self.d(s[:, 3:4])).flatten(1), F.relu(self.e(s[:, 4:5])).flatten(1),
+                    ]
+                    return self.out(F.relu(self.fc(torch.cat(parts, 1))))
+            class Siamese(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.enc = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(),
+                                             nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+                def forward(self, a, b):
+                    return self.enc(a), self.enc(b)
         """)
     )
 
@@ -375,6 +428,11 @@ class _ForwardLayers(cst.CSTVisitor):
         self.blocked = False  # a residual add or normalization function
         self.inner_run = 0  # the longest plain run inside one nn.Sequential attribute
         self.first_composed: cst.Call | None = None  # where forward() enters the first one
+        self.composed: list[str] = []  # the nn.Sequential attributes called, in order
+        self.outputs: dict[str, str] = {}  # `feat = self.block(x)`: feat -> block
+        self.called: list[str] = []  # the layer attributes called, in order
+        self.parallel = False  # a layer that does not take the previous one's output
+        self.returned: list[str] = []  # the attributes whose outputs a `return` lists
 
     def visit_For(self, node: cst.For) -> None:
         attr = self_attribute(node.iter)
@@ -388,6 +446,8 @@ class _ForwardLayers(cst.CSTVisitor):
         func = original_node.func
         if name in tables.NORM_FUNCTIONS or name in ATTENTION_FUNCTIONS:
             self.blocked = True
+        elif name in ("torch.cat", "torch.concat") and _joins_a_layer_output(original_node):
+            self.blocked = True  # `torch.cat([self.block(x), x], 1)`: a dense skip path
         elif (
             name is None
             and isinstance(func, cst.Attribute)
@@ -401,12 +461,16 @@ class _ForwardLayers(cst.CSTVisitor):
         if attr is not None and attr in self.info.attrs:
             built = self.info.attrs[attr]
             inner = layers.sequence(self.index, built)
+            if self.called and not self._chained(original_node, self.called[-1]):
+                self.parallel = True  # not fed by the layer before it: a branch or a head
+            self.called.append(attr)
             if inner is None:
                 self.stack.append(layers.classify(self.index, built))
             else:  # VGG's blocks composed in forward(): the stack runs through them all
                 self.stack.extend(inner)
                 self.inner_run = max(self.inner_run, len(_plain_runs(inner)[0]))
                 self.first_composed = self.first_composed or original_node
+                self.composed.append(attr)
         elif isinstance(func, cst.Name) and func.value in self.loop_layers:
             count, item = self.loop_layers[func.value]
             self.stack.extend(item * min(count, layers.MAX_REPEAT))
@@ -416,6 +480,45 @@ class _ForwardLayers(cst.CSTVisitor):
             and func.attr.value in tables.ACTIVATION_METHODS
         ):
             self.stack.append(layers.Layer(layers.ACTIVATION, original_node))
+
+    def leave_Assign(self, original_node: cst.Assign) -> None:
+        source = self._source(original_node.value)
+        for target in original_node.targets:
+            if isinstance(target.target, cst.Name):
+                if source is not None:
+                    self.outputs[target.target.value] = source
+                else:
+                    self.outputs.pop(target.target.value, None)
+
+    def _chained(self, call: cst.Call, previous: str) -> bool:
+        """The block called takes what `previous` returned: `x = self.b1(x); x = self.b2(x)`,
+        `self.b2(self.b1(x))`, `self.head(x.flatten(1))`."""
+        return bool(call.args) and self._source(call.args[0].value) == previous
+
+    def _source(self, node: cst.BaseExpression) -> str | None:
+        """The attribute whose output `node` carries, through reshapes and activations
+        (`x.view(n, -1)`, `F.relu(self.b1(x))`); None when unknown."""
+        for _ in range(8):
+            if isinstance(node, cst.Name):
+                return self.outputs.get(node.value)
+            if not isinstance(node, cst.Call):
+                return None
+            attr = self_attribute(node.func)
+            if attr is not None:
+                return attr
+            if self.index.call_name(node) is None and isinstance(node.func, cst.Attribute):
+                node = node.func.value  # a tensor method: `h.view(n, -1)`
+            elif node.args:
+                node = node.args[0].value  # `F.relu(h)`, `torch.flatten(h, 1)`
+            else:
+                return None
+        return None
+
+    def visit_Return(self, node: cst.Return) -> None:
+        if isinstance(node.value, (cst.Tuple, cst.List)):
+            for element in node.value.elements:
+                if isinstance(element.value, cst.Name) and element.value.value in self.outputs:
+                    self.returned.append(self.outputs[element.value.value])
 
     def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
         if isinstance(node.operator, (cst.Add, cst.MatrixMultiply)):
@@ -434,8 +537,8 @@ def _forward_stack(
     assert info.forward is not None
     visitor = _ForwardLayers(index, info)
     walk_visitor(info.forward, visitor)
-    if visitor.blocked:
-        return None
+    if visitor.blocked or visitor.parallel:
+        return None  # a skip path, or branches side by side rather than one chain
     has_norm_attr = any(
         layers.classify(index, value).kind == layers.NORM for value in info.attrs.values()
     )
@@ -443,6 +546,10 @@ def _forward_stack(
         return None
     if not visitor.inner_run:
         return visitor.stack, None
+    pyramid = len(set(visitor.returned) & set(visitor.composed)) > 1
+    if pyramid or len(set(visitor.composed)) < len(visitor.composed):
+        return None  # a feature pyramid returning every level, or one block applied twice:
+        # parallel paths, not one chain
     # containers composed in forward(): only a trunk of one layer family (VGG's conv blocks)
     # counts across them; a conv trunk and its Linear head are judged apart, as AlexNet's are
     trunk = _one_family(index, visitor.stack)
@@ -467,3 +574,14 @@ def _one_family(index: TorchIndex, stack: list[layers.Layer]) -> list[layers.Lay
         current.append(layer)
         best = max(best, current, key=lambda part: sum(x.kind == layers.DENSE for x in part))
     return best
+
+
+def _joins_a_layer_output(call: cst.Call) -> bool:
+    """`torch.cat([self.block(x), x])`: a layer's output joined with another tensor."""
+    items = call.args[0].value if call.args else None
+    if not isinstance(items, (cst.List, cst.Tuple)) or len(items.elements) < 2:
+        return False
+    return any(
+        isinstance(e.value, cst.Call) and self_attribute(e.value.func) is not None
+        for e in items.elements
+    )

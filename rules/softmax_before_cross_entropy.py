@@ -55,7 +55,9 @@ class SoftmaxBeforeCrossEntropy(Rule):
     Only models, criteria and loss helpers built in the same file are linked to the loss call
     (a model class imported from another file of the project is looked up too, and so is a
     parameter annotated with one, `def compute_loss(self, model: BaseModel, ...)`: a subclass
-    of that class whose forward ends in softmax is reported in its own file).
+    of that class whose forward ends in softmax is reported in its own file). A script that
+    builds its one model and a criterion it never calls (the training part is another file
+    run after it) has the two paired.
     """
 
     CODE = "GL106"
@@ -224,6 +226,28 @@ class SoftmaxBeforeCrossEntropy(Rule):
             import torch
             def log_ratio(a, b):
                 return torch.log(torch.exp(a) / torch.exp(b))
+        """)
+    )
+
+    # the same split script with log-probabilities and NLLLoss, and one with two models
+    VALID.append(
+        Valid("""
+            import torch.nn.functional as F
+            from torch import nn
+            class IrisNet(nn.Module):
+                def __init__(self, n_in):
+                    super().__init__()
+                    self.out = nn.Linear(n_in, 3)
+                def forward(self, x):
+                    return F.log_softmax(self.out(x), dim=1)
+            class Scorer(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.out = nn.Linear(4, 3)
+                def forward(self, x):
+                    return F.softmax(self.out(x), dim=1)
+            net = IrisNet(4)
+            criterion = nn.NLLLoss()
         """)
     )
 
@@ -472,6 +496,26 @@ class SoftmaxBeforeCrossEntropy(Rule):
             line=13,
             message="`torch.log` is applied to softmax probabilities",
         ),
+        # a script split over files run in one namespace: the model part builds the criterion
+        Invalid(
+            """
+            import torch
+            import torch.nn.functional as F
+            from torch import nn
+            class IrisNet(nn.Module):
+                def __init__(self, n_in):
+                    super().__init__()
+                    self.hidden = nn.Linear(n_in, 32)
+                    self.out = nn.Linear(32, 3)
+                def forward(self, x):
+                    return F.softmax(self.out(F.relu(self.hidden(x))), dim=1)
+            net = IrisNet(4)
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+            criterion = nn.CrossEntropyLoss()
+        """,
+            line=13,
+            message="where the rest of the script calls it",
+        ),
     ]
 
     def leave_Module(self, original_node: cst.Module) -> None:
@@ -505,6 +549,20 @@ class SoftmaxBeforeCrossEntropy(Rule):
                     kind=output.kind,
                     model=name,
                     severity="warning",
+                )
+        for built, loss, family, output in facts.unused_criteria:
+            if (family == losses.CROSS_ENTROPY and output.kind == model_outputs.SOFTMAX) or (
+                family == losses.NLL and output.kind in WHAT
+            ):
+                why = WHY_CROSS_ENTROPY if family == losses.CROSS_ENTROPY else WHY_NLL
+                line = self.position(output.node).start.line
+                source = (
+                    f"the output of `{output.model}` (built next to it; its forward ends in "
+                    f"{ENDS_IN[output.kind]} on line {line}) where the rest of the script "
+                    "calls it"
+                )
+                self.report(
+                    built, loss=f"`{loss}`", source=source, why=why, severity=Severity.WARNING
                 )
         for call, output in facts.logs_of_softmax:
             callee = "`" + cst.Module([]).code_for_node(call.func) + "`"

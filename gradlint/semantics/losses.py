@@ -36,7 +36,9 @@ from gradlint.semantics.model_outputs import (
     module_value,
 )
 from gradlint.semantics.names import child_blocks, dotted_name
+from gradlint.semantics.nodes import findall
 from gradlint.semantics.recurrent import unwrap
+from gradlint.semantics.syntax import lone_statement
 from gradlint.semantics.training_walk import wraps
 
 NN, F = tables.NN, tables.F
@@ -84,6 +86,10 @@ class LossFacts:
     # (imported base class as the imports spell it, class name, what its forward returns)
     # for `class RNN(BaseModel)`: a loss elsewhere may be applied to any BaseModel's output
     subclass_outputs: list[tuple[str, str, Output]] = field(default_factory=list)
+    # a criterion built at the top of a script that never calls it here (the training part
+    # lives in a file run after it), next to the one model the script builds:
+    # (criterion constructor, short name, family, the model's output)
+    unused_criteria: list[tuple[cst.Call, str, str, Output]] = field(default_factory=list)
 
 
 def loss_facts(index: TorchIndex) -> LossFacts:
@@ -185,7 +191,38 @@ class _Walker:
             if output is not None and output.kind == SOFTMAX:
                 self.facts.logs_of_softmax.append((call, output))
         self._subclass_outputs(resolver)
+        self._unused_criteria(resolver)
         return self.facts
+
+    def _unused_criteria(self, resolver: Resolver) -> None:
+        """`model = Net(...)` and `loss_fn = nn.CrossEntropyLoss()` at the top level of a
+        script that never mentions `loss_fn` again: the two can only meet elsewhere."""
+        criteria: list[tuple[str, cst.Call]] = []
+        models: list[Output] = []
+        for statement in self.index.module.body:
+            small = lone_statement(statement)
+            if not (isinstance(small, cst.Assign) and len(small.targets) == 1):
+                continue
+            target, value = small.targets[0].target, small.value
+            if not (isinstance(target, cst.Name) and isinstance(value, cst.Call)):
+                continue
+            if self.index.call_name(value) in LOSS_MODULES:
+                criteria.append((target.value, value))
+            elif isinstance(value.func, cst.Name) and value.func.value in self.index.module_classes:
+                found = resolver.resolve(Ref("", None, value.func.value))
+                if found is not None:
+                    models.append(found)
+        if len(criteria) != 1 or len(models) != 1:
+            return  # none, or several to pair up
+        (name, built), output = criteria[0], models[0]
+        mentions = sum(
+            1
+            for n in findall(self.index.module, cst.Name)
+            if cst.ensure_type(n, cst.Name).value == name
+        )
+        criterion = self._criterion(name)
+        if mentions == 1 and criterion is not None:
+            self.facts.unused_criteria.append((built, criterion[0], criterion[1], output))
 
     def _subclass_outputs(self, resolver: Resolver) -> None:
         """What forward() returns in classes built on a class imported from the project."""
