@@ -3,11 +3,16 @@
 Everything is reduced on the device as it happens and kept as small tensors in one
 `Pending` list; a single host transfer per step turns them into floats (no sync inside
 the forward or backward pass). No reference to a model tensor outlives the step.
+Statistics of large outputs are read from evenly spaced entries (SAMPLE, UNITS); NaN/Inf is
+always looked for in every entry.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +54,17 @@ ACTIVATION_FUNCTIONS: dict[Any, tuple[str, str]] = {
     F.hardtanh_: ("hardtanh", "hardtanh"),
 }
 MODULE_TAILS = {name: "dead" for name in DEAD_UNIT_MODULES} | dict(SATURATING_MODULES)
+# A functional activation named in a model class's source: `F.relu(`, `torch.tanh`, `x.sigmoid()`,
+# `relu(x)`; not `self.relu(x)`, which calls a submodule (an activation module is hooked).
+FUNCTIONAL_ACTIVATION = re.compile(
+    r"(?<!self)\.(?:relu6?_?|sigmoid_?|hardsigmoid|tanh_?|hardtanh_?)\b"
+    r"|(?<![\w.])(?:relu6?_?|sigmoid|hardsigmoid|tanh|hardtanh_?)\s*\("
+)
+# Output standard deviation and saturated fractions are read from at most SAMPLE evenly
+# spaced entries, dead units from at most UNITS evenly spaced units (all rows of the batch):
+# a full pass over every output of a convolutional net costs as much as its forward.
+SAMPLE = 4096
+UNITS = 1024
 
 
 class Pending:
@@ -164,7 +180,13 @@ class FunctionWatch(TorchFunctionMode):
 
 
 class ModuleWatch:
-    """Forward hooks on every module (and a function mode) for one step at a time."""
+    """Forward hooks on every module (and a function mode) for one step at a time.
+
+    The function mode is entered for a sampled forward only while functional activations
+    may be in it: always in anomaly mode, when the source of one of the model's own module
+    classes names one, and otherwise only until the first sampled forward has shown none.
+    Torch activation modules (nn.ReLU...) are measured by their forward hook.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -185,6 +207,8 @@ class ModuleWatch:
             for name, module in model.named_modules()
             if type(module).__name__ in MODULE_TAILS and is_torch_defined(type(module))
         }
+        # True: a forward calls functional activations; None: not known until one is seen
+        self.functional: bool | None = True if names_functional_activation(model) else None
 
     @property
     def attached(self) -> bool:
@@ -215,7 +239,9 @@ class ModuleWatch:
                 self._stack = []
                 if self.sample is not None:
                     self.sample.calls_in = {}
-                if self._mode is None:
+                if self._mode is None and (
+                    self.functional is not False or self.anomaly is not None
+                ):
                     self._mode = FunctionWatch(self)
                     self._mode.__enter__()  # type: ignore[no-untyped-call]
             self._stack.append(name)
@@ -225,12 +251,11 @@ class ModuleWatch:
     def _leave(self, name: str) -> Callable[..., None]:
         root = name == ""
         layer = name in self._layers
+        activation = None
+        if name in self._activation_modules:
+            activation = (self.types[name], _module_tail(self.types[name]))
 
-        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            if self._stack and self._stack[-1] == name:
-                self._stack.pop()
-            if root:
-                self._exit_mode()
+        def measure(output: Any) -> None:
             tensor = first_tensor(output) if output is not None else None
             if tensor is None or not tensor.is_floating_point():
                 return
@@ -241,9 +266,26 @@ class ModuleWatch:
                 if layer:
                     self._layer_output(sample, name, tensor)
                 else:
+                    if activation is not None:
+                        self._record_activation(sample, name, activation, tensor)
                     self._other_output(sample, name, tensor)
+                if root and self.functional is None:
+                    self.functional = False  # a whole sampled forward without one
             if self.anomaly is not None and layer and tensor.requires_grad:
                 tensor.register_hook(self._anomaly_grad(name))  # type: ignore[no-untyped-call]
+
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if self._stack and self._stack[-1] == name:
+                self._stack.pop()
+            if root:
+                self._exit_mode()
+            if self._mode is None:
+                measure(output)
+                return
+            # The watch's own reductions are no operation of the forward: keep them out of
+            # the function mode (which would add a Python call to each).
+            with torch._C.DisableTorchFunction():
+                measure(output)
 
         return hook
 
@@ -259,7 +301,7 @@ class ModuleWatch:
         acc.calls += 1
         out = tensor.detach()
         if out.numel() > 1:
-            acc.stds.append(sample.pending.add(out.float().std()))
+            acc.stds.append(sample.pending.add(_std(out)))
         if tensor.requires_grad:
 
             def grad_hook(grad: torch.Tensor) -> None:
@@ -277,23 +319,29 @@ class ModuleWatch:
         acc = sample.others.get(name)
         if acc is None:
             acc = sample.others[name] = OtherAcc(name, self.types[name], sample.next_order())
-        acc.finite.append(sample.pending.add(torch.isfinite(tensor.detach()).all()))
+        if tensor.numel() > 0:
+            acc.finite.append(sample.pending.add(_nonfinite_mark(tensor.detach().reshape(-1))))
 
     def activation(self, known: tuple[str, str], out: torch.Tensor) -> None:
+        """A functional activation's result, seen by the function mode."""
         sample = self.sample
         if sample is None or not out.is_floating_point():
             return
-        function, tail = known
         here = self._stack[-1] if self._stack else ""
         if here in self._activation_modules:
-            name, kind = here, self.types[here]
-            tail = _module_tail(kind)
-        else:
-            key = f"{here}.{function}" if here else function
-            count = sample.calls_in.get(key, 0) + 1
-            sample.calls_in[key] = count
-            name = key if count == 1 else f"{key}#{count}"
-            kind = f"functional {function}"
+            return  # the module's own forward hook measures it
+        self.functional = True
+        function, tail = known
+        key = f"{here}.{function}" if here else function
+        count = sample.calls_in.get(key, 0) + 1
+        sample.calls_in[key] = count
+        name = key if count == 1 else f"{key}#{count}"
+        self._record_activation(sample, name, (f"functional {function}", tail), out)
+
+    def _record_activation(
+        self, sample: Sample, name: str, known: tuple[str, str], out: torch.Tensor
+    ) -> None:
+        kind, tail = known
         acc = sample.acts.get(name)
         if acc is None:
             acc = sample.acts[name] = ActAcc(name, kind, tail, sample.next_order())
@@ -318,25 +366,86 @@ class ModuleWatch:
         return hook
 
 
+def names_functional_activation(model: nn.Module) -> bool:
+    """Whether the source of one of the model's own (not torch's) module classes names a
+    functional activation; True when a source cannot be read."""
+    seen: set[type] = set()
+    for module in model.modules():
+        for cls in type(module).__mro__:
+            if cls in seen or cls is object or is_torch_defined(cls):
+                continue
+            seen.add(cls)
+            try:
+                source = inspect.getsource(cls)
+            except (OSError, TypeError):
+                return True
+            if FUNCTIONAL_ACTIVATION.search(source):
+                return True
+    return False
+
+
 def _module_tail(type_name: str) -> str:
     return MODULE_TAILS.get(type_name, "dead")
 
 
 def _tail_fraction(out: torch.Tensor, tail: str) -> torch.Tensor | None:
-    """The probe's activation statistics, left on the device."""
+    """The probe's activation statistics, left on the device (on evenly spaced entries)."""
     if tail == "dead":
         if out.dim() < 2:
             return None
         # ReLU-family outputs are >= 0: a unit is silent for the batch when its sum is 0
         units = out.reshape(out.shape[0], -1)
+        count = units.shape[1]
+        if count > UNITS:
+            units = units[:, :: _spacing(count, UNITS, out.shape[-1])]
         return (units.sum(dim=0) == 0).float().mean()
+    flat = _spaced(out)
     if tail == "sigmoid":
-        return ((out < SIGMOID_TAIL) | (out > 1 - SIGMOID_TAIL)).float().mean()
+        return ((flat < SIGMOID_TAIL) | (flat > 1 - SIGMOID_TAIL)).float().mean()
     if tail == "tanh":
-        return (out.abs() > TANH_TAIL).float().mean()
+        return (flat.abs() > TANH_TAIL).float().mean()
     if tail == "hardtanh":
-        return (out.abs() >= 1).float().mean()
+        return (flat.abs() >= 1).float().mean()
     return None
+
+
+def _std(out: torch.Tensor) -> torch.Tensor:
+    """Standard deviation of `out` (of SAMPLE evenly spaced entries when larger), NaN when
+    any entry is NaN/Inf."""
+    flat = out.reshape(-1)
+    if flat.numel() <= SAMPLE:
+        return flat.float().std()
+    return _spaced(out).float().std() + _nonfinite_mark(flat)
+
+
+def _nonfinite_mark(flat: torch.Tensor) -> torch.Tensor:
+    """0 when every entry is finite, else NaN. The maximum and minimum are exact (a sum
+    could overflow) and propagate NaN; two passes cost a tenth of isfinite(...).all()."""
+    return flat.amax() * 0.0 + flat.amin() * 0.0
+
+
+def _spaced(out: torch.Tensor) -> torch.Tensor:
+    """At most SAMPLE entries of `out`, evenly spaced over its flattened entries."""
+    flat = out.reshape(-1)
+    count = flat.numel()
+    if count <= SAMPLE:
+        return flat
+    row = count // out.shape[0] if out.dim() > 1 and out.shape[0] else count
+    return flat[:: _spacing(count, SAMPLE, row)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _spacing(count: int, limit: int, period: int) -> int:
+    """The smallest prime step giving at most `limit` of `count` entries that does not divide
+    `period` (a row's length): the sampled entries then fall in every column, not in a few."""
+    step = max(2, -(-count // limit))
+    while not (_is_prime(step) and period % step != 0):
+        step += 1
+    return step
+
+
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
 
 
 def rms_of(values: list[float], pairs: list[tuple[slice, int]]) -> tuple[float | None, bool]:

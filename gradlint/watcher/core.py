@@ -1,10 +1,10 @@
 """`gradlint.watch`: the probe's measurements and verdicts inside the user's own training.
 
 Hooks on the optimizer's step count steps and, every `every` steps, arm a sample:
-forward hooks and a torch function mode for one step, a hook on each parameter that
-reads the gradients when backward ends (before clipping, unscaling or the update), and a
-copy of the weights just before the update to measure it. Between samples only the two
-optimizer step hooks run.
+forward hooks (and, where functional activations are, a torch function mode) for one
+step, a hook on each parameter that reads the gradients when backward ends (before
+clipping, unscaling or the update), and a copy of the weights just before the update to
+measure it. Between samples only the two optimizer step hooks run (a counter).
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ class Watch:
             self._disarm()
         self.step += 1
         self._arm()
-        if self._sample is None and self._modules.anomaly is None:
+        if self._sample is None and self._modules.anomaly is None and self._modules.attached:
             self._modules.detach()  # anomaly mode found its NaN/Inf; sampling needs no hooks now
 
     def _update_sample(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -94,7 +94,7 @@ def build_record(
     others = [
         {"name": o.name, "type": o.type, "order": o.order}
         for o in sample.others.values()
-        if any(values[s][0] == 0.0 for s in o.finite)
+        if any(not math.isfinite(values[s][0]) for s in o.finite)
     ]
     grad_norm = math.sqrt(total_sq) if norms is not None else None
     return {

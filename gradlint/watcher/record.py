@@ -34,7 +34,10 @@ def encode(value: Any) -> Any:
 
 
 def dumps(record: dict[str, Any]) -> str:
-    return json.dumps(encode(record), allow_nan=False, separators=(",", ":"))
+    try:  # a record without NaN/Inf needs no copy
+        return json.dumps(record, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(encode(record), allow_nan=False, separators=(",", ":"))
 
 
 def number(value: Any) -> float | None:
