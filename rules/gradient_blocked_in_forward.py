@@ -65,6 +65,25 @@ class GradientBlockedInForward(Rule):
     )
 
     VALID = [
+        # the evaluation pass reuses the names `outputs` and `loss` under no_grad; the next
+        # epoch's training step computes a fresh loss before backpropagating it
+        Valid("""
+            import torch
+            for epoch in range(num_epochs):
+                model.train()
+                for batch in train_dataloader:
+                    outputs = model(**batch)
+                    loss = outputs.loss
+                    accelerator.backward(loss)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                model.eval()
+                for batch in eval_dataloader:
+                    with torch.no_grad():
+                        outputs = model(**batch)
+                    loss = outputs.loss
+                    losses.append(accelerator.gather(loss))
+        """),
         # a fixed sinusoidal embedding table: nothing trainable sits behind the detach
         Valid("""
             import math

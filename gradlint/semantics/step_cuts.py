@@ -157,7 +157,7 @@ class _StepTracer(Tracer):
             if isinstance(term, cst.Name) and term.value != name:
                 dead += self.dead_terms.get(term.value, [])  # `total = ce + aux_loss`
         self.env = saved
-        kept = self.dead_terms.get(name, []) if keep or name in mentioned_names(value) else []
+        kept = self.dead_terms.get(name, []) if keep or name in _variables(value) else []
         self.dead_terms[name] = kept + dead
 
     def _backward(self, call: cst.Call, target: cst.BaseExpression) -> None:
@@ -177,6 +177,19 @@ class _StepTracer(Tracer):
             if step.cut.node not in seen:  # loops are traced twice
                 seen.add(step.cut.node)
                 self.found.append(step)
+
+
+def _variables(node: cst.CSTNode) -> set[str]:
+    """The variables an expression reads: `outputs` in `outputs.loss`, not the attribute
+    `loss` (so `loss = outputs.loss` starts a new loss rather than extending the last one)."""
+    attributes = {
+        id(cst.ensure_type(a, cst.Attribute).attr) for a in findall(node, cst.Attribute)
+    }
+    return {
+        cst.ensure_type(n, cst.Name).value
+        for n in findall(node, cst.Name)
+        if id(n) not in attributes
+    }
 
 
 def _rewraps(value: cst.BaseExpression) -> bool:
