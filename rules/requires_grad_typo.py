@@ -198,7 +198,9 @@ class RequiresGradTypo(Rule):
         self._called.add(node.func)
 
     def leave_Module(self, original_node: cst.Module) -> None:
-        code = self.context.module.code
+        if not self._typos:
+            return
+        code = self.index.source  # the text as read (`module.code` would print the tree anew)
         for attr in self._typos:
             name = attr.attr.value
             if isinstance(attr.value, cst.Name) and attr.value.value == "self":

@@ -636,7 +636,7 @@ class RnnWithoutClipping(Rule):
         if clip is None:
             return None  # neither `torch` nor `nn` is imported under its usual name
         where = self.position(step.step)
-        line_text = self.context.module.code.splitlines()[where.start.line - 1]
+        line_text = self.index.source.splitlines()[where.start.line - 1]
         indent = line_text[: len(line_text) - len(line_text.lstrip())]
         if line_text.strip() != self.context.module.code_for_node(step.step).strip():
             return None  # the step shares its line with other code

@@ -522,7 +522,7 @@ class SigmoidBeforeBceLoss(Rule):
         """The `BCELoss` name in the single `criterion = nn.BCELoss()` of the file, when
         `criterion` appears nowhere else but in this call."""
         name = dotted_name(use.call.func)
-        if name is None or self.context.module.code.count(name.split(".")[-1]) != 2:
+        if name is None or self.index.source.count(name.split(".")[-1]) != 2:
             return None
         for node in find(self.context.module, cst.Assign):
             targets = [dotted_name(t.target) for t in node.targets]
