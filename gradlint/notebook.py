@@ -222,7 +222,35 @@ def lint_notebook(
         return FileResult(path=path, skipped=str(exc))
     except NotebookError as exc:
         return unreadable(path, str(exc), config)
-    return lint_source(notebook.source, path, config, rules, module=module)
+    result = lint_source(notebook.source, path, config, rules, module=module)
+    if not any(f.code == "GL001" and f.message.startswith("syntax error") for f in result.findings):
+        return result
+    # a cell that is not Python on its own (`loss = # TODO`, a stray keystroke) must not cost
+    # the other cells their findings: lint without it, and report it alone
+    lines = notebook.source.splitlines()
+    broken: list[Finding] = []
+    for start, end in _code_spans(notebook.cell_starts, len(lines)):
+        alone = lint_source("".join(line + "\n" for line in lines[start:end]), path, config, [])
+        errors = [f for f in alone.findings if f.code == "GL001"]
+        if not errors:
+            continue
+        broken.extend(_shifted(f, start) for f in errors)
+        lines[start:end] = ["# " + line for line in lines[start:end]]
+    if not broken:
+        return result  # no single cell fails: the error spans cells, report it as it is
+    rest = lint_source("".join(line + "\n" for line in lines), path, config, rules, module=module)
+    findings = sorted((*rest.findings, *broken), key=lambda f: (f.line, f.column, f.code))
+    return replace(rest, findings=tuple(findings))
+
+
+def _code_spans(starts: tuple[int, ...], total: int) -> list[tuple[int, int]]:
+    """(first, end) joined-source lines of each cell that holds any."""
+    ends = (*starts[1:], total)
+    return [(a, b) for a, b in zip(starts, ends) if b > a]
+
+
+def _shifted(finding: Finding, lines: int) -> Finding:
+    return replace(finding, line=finding.line + lines, end_line=finding.end_line + lines)
 
 
 def to_cells(result: FileResult, data: bytes | str) -> FileResult:
@@ -250,9 +278,25 @@ def cell_finding(finding: Finding, notebook: Notebook) -> Finding:
     if finding.end_line - 1 >= end:  # a range running into the next cell stops at this one's end
         end_line = max(end - first, line)
         end_column = len(notebook.original_lines[end - 1]) + 1 if end > first else 1
+    message = _LINE.sub(lambda m: _cell_line(int(m.group(1)), starts, index), finding.message)
     return replace(
-        finding, line=line, end_line=max(end_line, line), end_column=end_column, cell=index + 1
+        finding,
+        line=line,
+        end_line=max(end_line, line),
+        end_column=end_column,
+        cell=index + 1,
+        message=message,
     )
+
+
+_LINE = re.compile(r"\bline (\d+)\b")  # a message pointing at another line: `(line 80)`
+
+
+def _cell_line(number: int, starts: tuple[int, ...], home: int) -> str:
+    """`line 12` of the finding's own cell, or `cell 4, line 12`, for joined line `number`."""
+    index = max(bisect.bisect_right(starts, number - 1) - 1, 0)
+    within = number - starts[index]
+    return f"line {within}" if index == home else f"cell {index + 1}, line {within}"
 
 
 def source_line(result: FileResult, finding: Finding, offset: int = 0) -> str | None:

@@ -287,3 +287,46 @@ def test_a_notebook_trains_a_model_from_a_module_and_shadows_nothing(tmp_path: P
     assert result.exit_code == 1, result.output
     (line,) = result.output.splitlines()
     assert "train.ipynb:cell 2:" in line and "GL104" in line and "models/rnn.py" in line
+
+
+def test_a_cell_that_does_not_parse_costs_only_itself(tmp_path: Path) -> None:
+    """An exercise notebook with a blank to fill in (`criterion = # TODO`): the other cells
+    keep their findings, and the syntax error names its own cell and line."""
+    path = tmp_path / "exercise.ipynb"
+    model = (
+        "import torch.nn.functional as F\nfrom torch import nn\n"
+        "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 2)\n    def forward(self, x):\n"
+        "        return F.dropout(self.fc(x), 0.5)"
+    )
+    blank = "criterion = # TODO: choose a loss\noptimizer = None"
+    typo = "import torch\nw = torch.zeros(3)\nw.require_grad = True"
+    path.write_text(notebook(model, ("markdown", "Fill in:"), blank, typo), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--no-cache", "--select", "GL001,GL122,GL126", str(path)])
+    assert result.exit_code == 1
+    found = [
+        (line.split(":cell ")[1].split(":")[:2], line.split(": ")[1][:5])
+        for line in result.output.splitlines()
+        if ":cell " in line
+    ]
+    assert found == [(["1", "8"], "GL122"), (["3", "1"], "GL001"), (["4", "3"], "GL126")]
+
+
+def test_lines_named_in_a_message_are_counted_in_their_cell(tmp_path: Path) -> None:
+    """`which ends in a sigmoid (line 6)` names the line in the cell that holds it, the way
+    the notebook shows it, not the line of all code cells joined."""
+    path = tmp_path / "gan.ipynb"
+    model = (
+        "import torch\nfrom torch import nn\nclass D(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.f = nn.Sequential(nn.Linear(4, 1), nn.Sigmoid())\n"
+        "    def forward(self, x):\n        return self.f(x)"
+    )
+    train = (
+        "model = D()\ncriterion = nn.BCELoss()\nfor x, y in loader:\n"
+        "    loss = criterion(model(x), y)\n    loss.backward()"
+    )
+    path.write_text(notebook(model, ("markdown", "Training"), train), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--no-cache", "--select", "GL107", str(path)])
+    assert "cell 3:4:12: GL107" in result.output
+    assert "ends in a sigmoid (cell 1, line 6)" in result.output, result.output
