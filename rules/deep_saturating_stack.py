@@ -358,6 +358,12 @@ class DeepSaturatingStack(Rule):
         if sigmoids:
             bound = 0.25**sigmoids
             text = f"backprop scales the gradient by at most 0.25^{sigmoids} = {bound:.1e}"
+            if sigmoids < len(activations):  # the others shrink it too, by no fixed bound
+                noun = "sigmoids alone scale" if sigmoids > 1 else "sigmoid alone scales"
+                text = (
+                    f"its {sigmoids} {noun} the gradient by at most 0.25^{sigmoids} = "
+                    f"{bound:.1e}, and each of the others shrinks it further when saturated"
+                )
         else:
             text = (
                 "each derivative is below 1 off-centre and near 0 when saturated, "
