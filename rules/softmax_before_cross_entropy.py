@@ -3,10 +3,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import libcst as cst
+from libcst.metadata import CodeRange
 
 from gradlint import Invalid, Rule, Severity, Valid
 from gradlint.project import ClassFacts, Deferred, FileSummary
-from gradlint.semantics import losses, model_outputs
+from gradlint.semantics import grad_mode, losses, model_outputs
 
 WHAT = {
     model_outputs.SOFTMAX: "softmax probabilities",
@@ -57,7 +58,9 @@ class SoftmaxBeforeCrossEntropy(Rule):
     parameter annotated with one, `def compute_loss(self, model: BaseModel, ...)`: a subclass
     of that class whose forward ends in softmax is reported in its own file). A script that
     builds its one model and a criterion it never calls (the training part is another file
-    run after it) has the two paired.
+    run after it) has the two paired. One model's output fed to one loss is reported once, at
+    its first call, and a loss computed under `torch.no_grad()` (an evaluation score: no
+    gradient goes through it) is left alone.
     """
 
     CODE = "GL106"
@@ -219,6 +222,23 @@ class SoftmaxBeforeCrossEntropy(Rule):
             def step(x, y):
                 return criterion(model(x), y)
         """),
+        # a softmax classifier scored with CrossEntropyLoss under no_grad only; training
+        # uses NLLLoss on its log: no gradient goes through the evaluation loss
+        Valid("""
+            import torch
+            from torch import nn
+            class Classifier(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(64, 10)
+                def forward(self, x):
+                    return torch.softmax(self.fc(x), dim=1)
+            model = Classifier()
+            score = nn.CrossEntropyLoss()
+            @torch.no_grad()
+            def evaluate(loader):
+                return sum(score(model(x), y).item() for x, y in loader)
+        """),
     ]
     # a log of a ratio of two exponentials that is no softmax
     VALID.append(
@@ -252,6 +272,29 @@ class SoftmaxBeforeCrossEntropy(Rule):
     )
 
     INVALID = [
+        # the same model and loss in the training and the validation loop: one finding
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(32, 4)
+                    self.softmax = nn.Softmax(dim=-1)
+                def forward(self, x):
+                    return self.softmax(self.fc(x))
+            model = Net()
+            loss_f = nn.CrossEntropyLoss()
+            for epoch in range(10):
+                for x, y in train_loader:
+                    loss = loss_f(model(x), y)
+                    loss.backward()
+                for x, y in valid_loader:
+                    valid_loss = loss_f(model(x), y).item()
+        """,
+            line=14,
+        ),
         Invalid(
             """
             import torch.nn.functional as F
@@ -521,12 +564,23 @@ class SoftmaxBeforeCrossEntropy(Rule):
     def leave_Module(self, original_node: cst.Module) -> None:
         facts = losses.loss_facts(self.index)
         reported: set[cst.Call] = set()
+        models: set[tuple[cst.CSTNode, str]] = set()
+        off: list[CodeRange] | None = None
         for use in facts.uses:
             output = use.output
             if output is None:
                 continue  # where the input comes from is not visible
             if use.call in reported:
                 continue  # a loss wrapper called from several places: once is enough
+            if output.model is not None and output.kind != model_outputs.IMPORTED:
+                if (output.node, use.loss) in models:
+                    continue  # the same model into the same loss (train and validation): once
+                if off is None:
+                    found = grad_mode.gradient_free(self.index, original_node)
+                    off = [self.position(node) for node in found]
+                if grad_mode.inside(self.position(use.call), off):
+                    continue  # a score under no_grad; the training call, if any, is reported
+                models.add((output.node, use.loss))
             reported.add(use.call)
             loss = f"`{use.loss}`"
             if output.kind == model_outputs.IMPORTED and output.model is not None:

@@ -109,8 +109,9 @@ def test_ctrl_c_during_fix_exits_130_and_leaves_files_whole(tmp_path: Path) -> N
             assert err.decode().strip().endswith("gradlint: interrupted")
             outcomes.add("untouched" if states == {original} else "partly")
         else:
-            # it finished before the signal; the GL105 finding has no fix, so it remains
-            assert process.returncode == 1, err.decode()
+            # it finished before the signal (the GL105 finding has no fix, so it remains: exit
+            # 1), or the signal landed while the interpreter was exiting, after the last write
+            assert process.returncode in (1, -signal.SIGINT), err.decode()
             assert states == {complete}
             outcomes.add("finished")
     assert outcomes & {"untouched", "partly"}, "no run was interrupted: raise the file count"
