@@ -38,7 +38,8 @@ class MissingZeroGrad(Rule):
     sits in a helper without a loop, the loops that call the helper in this file are
     checked; a helper never called here is left alone, except Lightning's `training_step`
     (manual optimization). A call to an unknown function that receives the optimizer
-    (`trainer.update(model, optimizer)`) may clear it, so the rule stays quiet. Closure
+    (`trainer.update(model, optimizer)`) may clear it, so the rule stays quiet, unless its name
+    says it does something else (`clip_gradient`, `adjust_learning_rate`, `save_checkpoint`). Closure
     steps (`optimizer.step(closure)`) are assumed to clear inside the closure.
     """
 
@@ -231,6 +232,22 @@ class MissingZeroGrad(Rule):
     )
 
     INVALID = [
+        # cleared once before the epochs; the helper the optimizer goes to only clips
+        Invalid(
+            """
+            import torch.optim as optim
+            import utils
+            optimizer = optim.Adam(model.parameters(), lr=1e-3)
+            optimizer.zero_grad()
+            for epoch in range(max_epoch):
+                for batch in train_iter:
+                    loss = loss_fun(model(batch.text), batch.label)
+                    loss.backward()
+                    utils.clip_gradient(optimizer, grad_clip)
+                    optimizer.step()
+        """,
+            line=10,
+        ),
         Invalid(
             """
             import torch

@@ -145,6 +145,8 @@ def hands_optimizer_away(
         call = cst.ensure_type(node, cst.Call)
         if _bare_name(call.func) in NON_CLEARING_METHODS or local_function(index, call):
             continue  # GradScaler / accelerate plumbing, or a helper already inspected
+        if _says_it_does_not_clear(_bare_name(call.func)):
+            continue  # `utils.clip_gradient(optimizer, 5)`, `adjust_learning_rate(optimizer, e)`
         name = index.qualified(call.func)
         if name is not None and name.startswith("torch."):
             continue  # torch's own functions never clear gradients
@@ -153,6 +155,21 @@ def hands_optimizer_away(
         if any(dotted_name(arg.value) == key for arg in call.args):
             return True
     return False
+
+
+# words in a helper's name that say what it does to the optimizer, none of it clearing
+_NON_CLEARING_WORDS = frozenset(
+    {"clip", "clamp", "lr", "learning", "rate", "save", "checkpoint", "log", "print", "plot"}
+)
+_CLEARING_WORDS = frozenset({"zero", "clear", "reset", "step", "update", "train", "optimize"})
+
+
+def _says_it_does_not_clear(name: str | None) -> bool:
+    """`clip_gradient`, `adjust_learning_rate`, `save_checkpoint`: named for something else,
+    and nothing in the name says it clears, steps or trains."""
+    words = set(re.split(r"_+|(?<=[a-z])(?=[A-Z])", name or "")) - {""}
+    words = {w.lower() for w in words}
+    return bool(words & _NON_CLEARING_WORDS) and not words & _CLEARING_WORDS
 
 
 def _is_name(node: cst.CSTNode, value: str) -> bool:
