@@ -22,18 +22,19 @@ def gradient_free(index: TorchIndex, module: cst.Module) -> list[cst.CSTNode]:
         if any(is_no_grad_context(index, item.item) for item in statement.items):
             found.append(statement)
     for function in find(module, cst.FunctionDef):
-        if any(_switches_off(index, d.decorator) for d in function.decorators):
+        if any(switches_grad_off(index, d.decorator) for d in function.decorators):
             found.append(function)
     return found
 
 
-def _switches_off(index: TorchIndex, decorator: cst.BaseExpression) -> bool:
-    """`@torch.no_grad()` and the bare `@torch.no_grad`, which torch accepts too."""
-    if is_no_grad_context(index, decorator):
+def switches_grad_off(index: TorchIndex, expr: cst.BaseExpression) -> bool:
+    """`torch.no_grad()` as a context or decorator, and the bare `@torch.no_grad`, which
+    torch accepts too."""
+    if is_no_grad_context(index, expr):
         return True
-    if isinstance(decorator, cst.Call):
+    if isinstance(expr, cst.Call):
         return False
-    return index.qualified(decorator) in ("torch.no_grad", "torch.inference_mode")
+    return index.qualified(expr) in ("torch.no_grad", "torch.inference_mode")
 
 
 def inside(position: CodeRange, regions: list[CodeRange]) -> bool:

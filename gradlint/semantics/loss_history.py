@@ -17,6 +17,7 @@ from typing import Union
 import libcst as cst
 
 from gradlint.semantics import tables
+from gradlint.semantics.grad_mode import switches_grad_off
 from gradlint.semantics.index import TorchIndex
 from gradlint.semantics.names import child_blocks, dotted_name
 from gradlint.semantics.nodes import findall
@@ -26,9 +27,6 @@ Loop = Union[cst.For, cst.While]
 # calls and attributes that turn a loss into a value without history
 _DETACHING_METHODS = frozenset({"item", "detach", "tolist", "numpy", "cpu"})
 _DETACHING_FUNCTIONS = frozenset({"float", "int", "round"})
-_NO_GRAD = frozenset(
-    {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.set_grad_enabled"}
-)
 _BACKWARD_CALLERS = frozenset({"backward", "manual_backward"})  # `accelerator.backward(loss)`
 _LOSS_CLASS_SUFFIX = "Loss"
 _MAX_DERIVED = 4  # `total = sum(losses)`, `mean = total / n`...: hops followed to a backward
@@ -67,7 +65,7 @@ def graph_accumulations(index: TorchIndex) -> list[Accumulation]:
     """Every accumulation, in any function of the file, of a loss that the same loop
     backpropagates, into a variable that survives the pass."""
     found: list[Accumulation] = []
-    for scope in _scopes(index.module):
+    for scope in _scopes(index):
         found.extend(_in_scope(index, scope))
     return found
 
@@ -75,19 +73,23 @@ def graph_accumulations(index: TorchIndex) -> list[Accumulation]:
 # -- the walk ------------------------------------------------------------------------------
 
 
-def _scopes(module: cst.Module) -> Iterator[_Scope]:
-    pending: list[tuple[Sequence[cst.CSTNode], set[str], bool]] = [(module.body, set(), False)]
+def _scopes(index: TorchIndex) -> Iterator[_Scope]:
+    pending: list[tuple[Sequence[cst.CSTNode], set[str], bool]] = [
+        (index.module.body, set(), False)
+    ]
     while pending:
         body, params, no_grad = pending.pop()
         scope = _Scope(params=params)
-        for function in _collect(body, scope, (), body, no_grad):
+        for function in _collect(index, body, scope, (), body, no_grad):
             names = {p.name.value for p in function.params.params}
             names |= {p.name.value for p in function.params.kwonly_params}
-            pending.append((_body(function), names, _decorated_no_grad(function)))
+            off = any(switches_grad_off(index, d.decorator) for d in function.decorators)
+            pending.append((_body(function), names, off))
         yield scope
 
 
 def _collect(
+    index: TorchIndex,
     statements: Sequence[cst.CSTNode],
     scope: _Scope,
     loops: tuple[Loop, ...],
@@ -113,37 +115,16 @@ def _collect(
             for i, inner in enumerate(child_blocks(statement)):
                 if i == 0:
                     scope.bodies[id(statement)] = inner
-                yield from _collect(inner, scope, inner_loops if i == 0 else loops, inner, no_grad)
+                yield from _collect(
+                    index, inner, scope, inner_loops if i == 0 else loops, inner, no_grad
+                )
         elif isinstance(statement, cst.With):
-            quiet = no_grad or any(_is_no_grad(item.item) for item in statement.items)
+            quiet = no_grad or any(switches_grad_off(index, item.item) for item in statement.items)
             for inner in child_blocks(statement):
-                yield from _collect(inner, scope, loops, block, quiet)
+                yield from _collect(index, inner, scope, loops, block, quiet)
         elif isinstance(statement, cst.BaseCompoundStatement):
             for inner in child_blocks(statement):
-                yield from _collect(inner, scope, loops, inner, no_grad)
-
-
-def _is_no_grad(expr: cst.BaseExpression) -> bool:
-    """`torch.no_grad()`, `torch.inference_mode()`, `torch.set_grad_enabled(False)`."""
-    if not isinstance(expr, cst.Call):
-        return False
-    name = dotted_name(expr.func) or ""
-    if name.split(".")[-1] == "set_grad_enabled":
-        return bool(expr.args) and _is_false(expr.args[0].value)
-    return name.split(".")[-1] in ("no_grad", "inference_mode")
-
-
-def _is_false(expr: cst.BaseExpression) -> bool:
-    return isinstance(expr, cst.Name) and expr.value == "False"
-
-
-def _decorated_no_grad(function: cst.FunctionDef) -> bool:
-    for decorator in function.decorators:
-        expr = decorator.decorator
-        call = expr if isinstance(expr, cst.Call) else cst.Call(func=expr)
-        if _is_no_grad(call):
-            return True
-    return False
+                yield from _collect(index, inner, scope, loops, inner, no_grad)
 
 
 def _body(function: cst.FunctionDef) -> Sequence[cst.CSTNode]:

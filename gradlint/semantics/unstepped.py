@@ -16,6 +16,7 @@ from gradlint.semantics import tables
 from gradlint.semantics.names import dotted_name
 from gradlint.semantics.nodes import findall
 from gradlint.semantics.training import TrainingFacts
+from gradlint.semantics.training_extra import local_function
 from gradlint.semantics.training_walk import Event, receiver, starts
 
 # what reading or configuring an optimizer looks like; none of it updates a weight
@@ -101,10 +102,8 @@ def _harmless_call(facts: TrainingFacts, call: cst.Call) -> bool:
     name = facts.index.call_name(call)
     if starts(name, tables.SCHEDULER_PREFIXES):
         return True
-    if isinstance(call.func, cst.Name) and name is None:
-        helper = facts.index.functions.get(call.func.value)
-        if helper is None:
-            return False
+    helper = local_function(facts.index, call)
+    if helper is not None:
         return not any(
             isinstance(node, cst.Attribute) and node.attr.value in ("step", "update")
             for node in findall(helper, cst.Attribute)
