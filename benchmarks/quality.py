@@ -283,6 +283,12 @@ def materialise(tree: Tree, mirrors: Path, cache: Path) -> str | None:
 # -- linting ------------------------------------------------------------------------------------
 
 
+def _installed_gradlint() -> str:
+    """The gradlint on PATH, else the one beside this interpreter (a venv not activated)."""
+    beside = Path(sys.executable).parent / "gradlint"
+    return shutil.which("gradlint") or (str(beside) if beside.is_file() else "gradlint")
+
+
 def has_preview(gradlint: str) -> bool:
     out = subprocess.run([gradlint, "check", "--help"], capture_output=True, text=True).stdout
     return "--preview" in out
@@ -340,7 +346,7 @@ def main() -> int:
     parser.add_argument(
         "--sources", action="append", type=Path, help="manifest folder (repeatable)"
     )
-    parser.add_argument("--gradlint", default=shutil.which("gradlint") or "gradlint")
+    parser.add_argument("--gradlint", default=_installed_gradlint())
     parser.add_argument("--mirrors", type=Path, default=DEFAULT_MIRRORS)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument(
@@ -350,6 +356,13 @@ def main() -> int:
     args = parser.parse_args()
     if os.sep in args.gradlint:
         args.gradlint = os.path.abspath(args.gradlint)  # it runs from each tree's root
+    if not shutil.which(args.gradlint):
+        print(
+            f"quality.py: no gradlint command at {args.gradlint!r}; install the project "
+            "(pip install -e .) or pass --gradlint PATH",
+            file=sys.stderr,
+        )
+        return 2
 
     corpus = Corpus()
     manifests = sorted(
